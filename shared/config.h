@@ -34,6 +34,7 @@ enum config_result {
 
 /* Parses argv (no positional arguments allowed) and then the environment.
  * env_service is "BANK", "WALLET" or "GATEWAY"; prog and summary are printed by --help.
+ * env_service "" reads PAYLAB_<FLAG> (e.g. PAYLAB_DATA_DIR); NULL reads no variables.
  * Values out of bounds or unparsable are usage errors naming the flag or variable. */
 enum config_result config_parse(const char *env_service, const char *prog, const char *summary,
                                 const struct config_opt *opts, size_t opts_count, int argc,
