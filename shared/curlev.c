@@ -264,9 +264,9 @@ static void curlev_event_cb(evutil_socket_t fd, short kind, void *arg)
         ((kind & EV_READ) ? CURL_CSELECT_IN : 0) | ((kind & EV_WRITE) ? CURL_CSELECT_OUT : 0);
     int running = 0;
     curl_multi_socket_action(c->multi, fd, action, &running);
+    /* No evtimer_del here even when nothing runs: a done callback may just have added a
+     * transfer, and curl's kick-off for it is that very timer. curl disarms it itself. */
     curlev_drain(c);
-    if (running <= 0 && evtimer_pending(c->timer, NULL))
-        evtimer_del(c->timer);
 }
 
 static void curlev_timer_cb(evutil_socket_t fd, short kind, void *arg)
