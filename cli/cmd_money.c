@@ -1,0 +1,510 @@
+/* cmd_money.c owns the commands that move money: `paylab topup`, `paylab withdraw` and
+ * `paylab send`, with --key (Idempotency-Key), --mode (coupling) and --wait poll:MS (poll
+ * GET /v1/transactions/ID until final). It turns the wallet's answer into one tidy line and
+ * the exit code scripts rely on: 0 succeeded, 1 refused or failed, 3 no answer, 4 not final.
+ * Must not: retry a money-moving POST by itself (a retry is the user's choice, with --key),
+ * or infer an outcome the wallet did not state.
+ * Invariant: the exit code follows the transaction's own status when the answer has one. */
+#include <cjson/cJSON.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "client.h"
+#include "ids.h"
+#include "json.h"
+#include "out.h"
+#include "pl.h"
+
+#define MONEY_PATH_BYTES_MAX 128
+#define WAIT_INTERVAL_MS_MIN 10
+#define WAIT_INTERVAL_MS_MAX 60000
+/* Longer than the async reconciliation horizon with default flags (60 s TTL + 3 s grace +
+ * 2 × 1 s), so a --wait ends with the final state unless faults are still on. */
+#define WAIT_TIMEOUT_MS_DEFAULT 120000
+#define WAIT_TIMEOUT_MS_MAX 3600000
+
+enum { OPT_MODE, OPT_KEY, OPT_WAIT, OPT_WAIT_TIMEOUT, OPT_NOTE = OPT_MODE };
+
+static const struct cli_opt bank_opts[] = {
+    {"mode", "MODE", "sync (default), sync-blocking or async: how the wallet talks to the bank"},
+    {"key", "K|auto", "Idempotency-Key to send (auto: a fresh one, printed with -v)"},
+    {"wait", "poll:MS", "poll the transaction every MS ms until final (ws: needs the gateway)"},
+    {"wait-timeout-ms", "MS", "give up waiting after MS ms (default 120000)"},
+};
+
+static const struct cli_spec topup_spec = {
+    .usage = "topup USER AMOUNT [--mode MODE] [--key K|auto] [--wait poll:MS]",
+    .summary = "Adds AMOUNT rupees (500, 500.5, 500.50) from USER's bank account to the wallet.",
+    .pos_min = 2,
+    .pos_max = 2,
+    .opts = bank_opts,
+    .opts_count = PL_ARRAY_LEN(bank_opts),
+};
+
+static const struct cli_spec withdraw_spec = {
+    .usage = "withdraw USER AMOUNT [--mode MODE] [--key K|auto] [--wait poll:MS]",
+    .summary = "Moves AMOUNT rupees from USER's wallet back to USER's bank account.",
+    .pos_min = 2,
+    .pos_max = 2,
+    .opts = bank_opts,
+    .opts_count = PL_ARRAY_LEN(bank_opts),
+};
+
+static const struct cli_opt send_opts[] = {
+    {"note", "TEXT", "a note for the payee, e.g. \"dinner\""},
+    {"key", "K|auto", "Idempotency-Key to send (auto: a fresh one, printed with -v)"},
+};
+
+static const struct cli_spec send_spec = {
+    .usage = "send FROM TO AMOUNT [--note TEXT] [--key K|auto]",
+    .summary = "Pays AMOUNT rupees from FROM's wallet to TO's wallet (no bank involved).",
+    .pos_min = 3,
+    .pos_max = 3,
+    .opts = send_opts,
+    .opts_count = PL_ARRAY_LEN(send_opts),
+};
+
+/* One money-moving request, as the user asked for it. */
+struct money_op {
+    const char *path;  /* /v1/topups … */
+    const char *label; /* "top-up" */
+    const char *user;  /* the payer (or the user topping up) */
+    const char *payee; /* send only */
+    int64_t amount_minor;
+    char key[IDEM_KEY_CHARS_MAX + 1]; /* "" when none */
+    bool key_generated;
+    long wait_interval_ms; /* 0: no waiting */
+    long wait_timeout_ms;
+};
+
+static int parse_amount(const struct cli_spec *spec, const char *s, int64_t *out)
+{
+    if (money_parse(s, out) != 0 || !money_amount_valid(*out)) {
+        return cli_usage_error(spec,
+                               "'%s' is not an amount: rupees from 0.01 to "
+                               "1,00,00,00,00,000, at most 2 decimals (500, 500.5, 500.50)",
+                               s);
+    }
+    return 0;
+}
+
+static int parse_key(const struct cli_spec *spec, const char *s, struct money_op *op)
+{
+    if (s == NULL) {
+        return 0;
+    }
+    if (strcmp(s, "auto") == 0) {
+        op->key_generated = true;
+        return ids_new("key_", op->key, sizeof op->key) == 0 ? 0 : CLI_EXIT_USAGE;
+    }
+    if (!ids_idem_key_valid(s)) {
+        return cli_usage_error(spec, "--key takes 1 to 64 printable characters without spaces");
+    }
+    return pl_strlcpy(op->key, s, sizeof op->key) == 0 ? 0 : CLI_EXIT_USAGE;
+}
+
+static int parse_long(const char *s, long min, long max, long *out)
+{
+    char *end = NULL;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end != '\0' || v < min || v > max) {
+        return PL_EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_wait(const struct cli_spec *spec, const struct cli_args *a, struct money_op *op)
+{
+    op->wait_timeout_ms = WAIT_TIMEOUT_MS_DEFAULT;
+    if (a->opt[OPT_WAIT_TIMEOUT] != NULL &&
+        parse_long(a->opt[OPT_WAIT_TIMEOUT], 1, WAIT_TIMEOUT_MS_MAX, &op->wait_timeout_ms) != 0) {
+        return cli_usage_error(spec, "--wait-timeout-ms takes 1..%d", WAIT_TIMEOUT_MS_MAX);
+    }
+    const char *w = a->opt[OPT_WAIT];
+    if (w == NULL) {
+        return 0;
+    }
+    if (strcmp(w, "ws") == 0) {
+        fprintf(stderr, "paylab: --wait ws needs the gateway (not in this build); "
+                        "use --wait poll:200\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (strncmp(w, "poll:", 5) != 0 ||
+        parse_long(w + 5, WAIT_INTERVAL_MS_MIN, WAIT_INTERVAL_MS_MAX, &op->wait_interval_ms) != 0) {
+        return cli_usage_error(spec, "--wait takes poll:MS (MS from %d to %d) or ws, not '%s'",
+                               WAIT_INTERVAL_MS_MIN, WAIT_INTERVAL_MS_MAX, w);
+    }
+    return 0;
+}
+
+static int parse_mode(const struct cli_spec *spec, const char *s, const char **mode)
+{
+    *mode = s != NULL ? s : "sync";
+    if (strcmp(*mode, "sync") == 0 || strcmp(*mode, "async") == 0 ||
+        strcmp(*mode, "sync-blocking") == 0) {
+        return 0;
+    }
+    return cli_usage_error(spec, "--mode takes sync, sync-blocking or async, not '%s'", *mode);
+}
+
+/* ---------------------------------------------------------------- the answer, for people */
+
+static bool is_final(const char *status)
+{
+    return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0;
+}
+
+static int exit_code(long http_status, const char *status)
+{
+    if (strcmp(status, "succeeded") == 0) {
+        return CLI_EXIT_OK;
+    }
+    if (strcmp(status, "pending") == 0 || strcmp(status, "unknown") == 0) {
+        return CLI_EXIT_NOT_FINAL;
+    }
+    if (strcmp(status, "failed") == 0) {
+        return CLI_EXIT_REFUSED;
+    }
+    if (http_status == 202 || http_status == 502 || http_status == 504) {
+        return CLI_EXIT_NOT_FINAL;
+    }
+    return http_status >= 200 && http_status < 300 ? CLI_EXIT_OK : CLI_EXIT_REFUSED;
+}
+
+/* "₹500.00 → alice (balance ₹500.00)" and its siblings, by kind. */
+static void describe_move(const cJSON *t, const struct money_op *op, char *out, size_t cap)
+{
+    char amount[MONEY_FORMAT_BYTES_MAX], balance[MONEY_FORMAT_BYTES_MAX];
+    int64_t amount_minor = op->amount_minor, balance_minor = 0;
+    out_int(t, "amount_minor", &amount_minor);
+    bool has_balance = out_int(t, "balance_minor", &balance_minor);
+    out_money(amount_minor, amount);
+    out_money(balance_minor, balance);
+    const char *note = out_str(t, "note", NULL);
+    if (op->payee != NULL) {
+        snprintf(out, cap, "%s %s → %s%s%s%s", amount, op->user, op->payee,
+                 note != NULL ? " \"" : "", note != NULL ? note : "", note != NULL ? "\"" : "");
+    } else if (strcmp(op->label, "top-up") == 0) {
+        snprintf(out, cap, "%s → %s", amount, op->user);
+    } else {
+        snprintf(out, cap, "%s %s → %s", amount, op->user, out_str(t, "counterparty", "the bank"));
+    }
+    if (has_balance) {
+        size_t len = strlen(out);
+        snprintf(out + len, cap - len, " (%s%sbalance %s)", op->payee != NULL ? op->user : "",
+                 op->payee != NULL ? "'s " : "", balance);
+    }
+}
+
+/* "(504 bank_timeout)", or "" for a plain 200. */
+static void describe_status(const struct client_resp *r, char *out, size_t cap)
+{
+    const char *code = client_error_code(r);
+    if (r->status == 200 || r->status == 201) {
+        out[0] = '\0';
+        return;
+    }
+    snprintf(out, cap, " (%ld%s%s)", r->status, code[0] != '\0' ? " " : "", code);
+}
+
+static void print_final_line(const struct money_op *op, const struct client_resp *r, const char *id,
+                             const char *status, const char *suffix)
+{
+    char move[256], code[96];
+    const char *message = client_error_message(r);
+    const cJSON *t = r->json;
+    describe_move(t, op, move, sizeof move);
+    describe_status(r, code, sizeof code);
+    if (strcmp(status, "succeeded") == 0) {
+        printf("✓ %s %s succeeded: %s in %lld ms%s\n", op->label, id, move,
+               (long long)r->elapsed_ms, suffix);
+        return;
+    }
+    const char *reason = message[0] != '\0' ? message : out_str(t, "failure_reason", "failed");
+    const char *after = strcmp(op->label, "withdrawal") == 0
+                            ? "the held money went back to the wallet"
+                            : "no money moved";
+    if (strcmp(client_error_code(r), "bank_unreachable") == 0) {
+        after = "no money moved — is bank-service running?";
+    }
+    printf("✗ %s %s failed: %s%s; %s%s\n", op->label, id, reason, code, after, suffix);
+}
+
+static void print_open_line(const struct money_op *op, const struct client_resp *r, const char *id,
+                            const char *status)
+{
+    char code[96];
+    describe_status(r, code, sizeof code);
+    if (strcmp(status, "pending") == 0) {
+        printf("… %s %s pending: accepted in %lld ms%s; the bank's answer comes by webhook — "
+               "check with: paylab tx %s (or add --wait poll:200)\n",
+               op->label, id, (long long)r->elapsed_ms, code, id);
+        return;
+    }
+    const char *message = client_error_message(r);
+    bool told = strstr(message, "reconciler") != NULL; /* the wallet's message already says it */
+    printf("✗ %s %s unknown: %s%s%s — check with: paylab tx %s\n", op->label, id,
+           message[0] != '\0' ? message : "the bank's answer is not known yet", code,
+           told ? "" : "; the reconciler will settle it", id);
+}
+
+static void print_refusal(const struct money_op *op, const struct client_resp *r)
+{
+    const char *code = client_error_code(r);
+    const char *message = client_error_message(r);
+    printf("✗ %s refused: %ld %s%s%s\n", op->label, r->status, code[0] != '\0' ? code : "error",
+           message[0] != '\0' ? " — " : "", message);
+    if (r->status == 409) {
+        printf("  the first request with this key is still in flight: repeat shortly with the "
+               "same --key\n");
+    }
+    if (r->retry_after[0] != '\0') {
+        printf("  the wallet asks to retry after %s s\n", r->retry_after);
+    }
+}
+
+/* Prints the answer (human or --json) and returns the exit code. */
+static int report(const struct cli *cli, const struct money_op *op, const struct client_resp *r,
+                  const char *suffix)
+{
+    const char *status = out_str(r->json, "status", "");
+    const char *id = out_str(r->json, "id", "");
+    int rc = exit_code(r->status, status);
+    if (cli->json) {
+        if (r->json != NULL) {
+            out_json(r->json);
+        } else {
+            printf("{\"http_status\":%ld}\n", r->status);
+        }
+    } else if (id[0] != '\0' && is_final(status)) {
+        print_final_line(op, r, id, status, suffix);
+    } else if (id[0] != '\0' && status[0] != '\0') {
+        print_open_line(op, r, id, status);
+    } else {
+        print_refusal(op, r);
+    }
+    if (r->replayed && !cli->json) {
+        printf("  a replay: the wallet answered from its record of the first request "
+               "(Idempotent-Replayed: true)\n");
+    }
+    if (op->key_generated && rc == CLI_EXIT_NOT_FINAL && !cli->json) {
+        printf("  idempotency key %s: repeat with --key %s to get its current state\n", op->key,
+               op->key);
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------- --wait poll:MS */
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0) {
+        /* interrupted: sleep the rest */
+    }
+}
+
+struct wait_result {
+    int polls;
+    int64_t elapsed_ms;
+    bool final;
+};
+
+/* Polls GET /v1/transactions/ID until final or op->wait_timeout_ms. On CLI_CONTINUE *last
+ * holds the last answer (caller frees); otherwise an exit code (the error is printed). */
+static int poll_until_final(const struct cli *cli, const struct money_op *op, const char *id,
+                            struct client_resp *last, struct wait_result *w)
+{
+    char path[MONEY_PATH_BYTES_MAX];
+    snprintf(path, sizeof path, "/v1/transactions/%s", id);
+    struct client_req req = {
+        .method = "GET", .base_url = cli->wallet_url, .path = path, .service = "wallet"};
+    int64_t start_ms = pl_mono_ms();
+    memset(w, 0, sizeof *w);
+    for (;;) {
+        sleep_ms(op->wait_interval_ms);
+        int rc = client_fetch(cli, &req, last);
+        w->polls++;
+        w->elapsed_ms = pl_mono_ms() - start_ms;
+        if (rc != CLI_CONTINUE) {
+            return rc;
+        }
+        w->final = is_final(out_str(last->json, "status", ""));
+        if (w->final || w->elapsed_ms + op->wait_interval_ms > op->wait_timeout_ms) {
+            return CLI_CONTINUE;
+        }
+        client_free(last);
+    }
+}
+
+static int wait_and_report(const struct cli *cli, const struct money_op *op,
+                           const struct client_resp *first)
+{
+    const char *id = out_str(first->json, "id", "");
+    struct client_resp last;
+    struct wait_result w;
+    int rc = poll_until_final(cli, op, id, &last, &w);
+    if (rc != CLI_CONTINUE) {
+        return rc;
+    }
+    char suffix[128];
+    snprintf(suffix, sizeof suffix, " — %s after %d poll%s, every %ld ms",
+             w.final ? "final" : "still not final", w.polls, w.polls == 1 ? "" : "s",
+             op->wait_interval_ms);
+    last.elapsed_ms = first->elapsed_ms + w.elapsed_ms;
+    if (cli->json) {
+        cJSON *wait = cJSON_AddObjectToObject(last.json, "wait");
+        cJSON_AddNumberToObject(wait, "polls", w.polls);
+        cJSON_AddNumberToObject(wait, "interval_ms", (double)op->wait_interval_ms);
+        cJSON_AddNumberToObject(wait, "elapsed_ms", (double)w.elapsed_ms);
+        cJSON_AddBoolToObject(wait, "final", w.final);
+        cJSON_AddNumberToObject(wait, "first_http_status", (double)first->status);
+    }
+    rc = report(cli, op, &last, suffix);
+    if (!w.final && !cli->json) {
+        printf("… still %s after %lld ms: check later with: paylab tx %s\n",
+               out_str(last.json, "status", "open"), (long long)w.elapsed_ms, id);
+    }
+    client_free(&last);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- the request */
+
+static char *build_body(const struct money_op *op, const char *mode, const char *note)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) {
+        return NULL;
+    }
+    if (op->payee != NULL) {
+        cJSON_AddStringToObject(o, "from", op->user);
+        cJSON_AddStringToObject(o, "to", op->payee);
+    } else {
+        cJSON_AddStringToObject(o, "user", op->user);
+    }
+    cJSON_AddNumberToObject(o, "amount_minor", (double)op->amount_minor);
+    cJSON_AddStringToObject(o, "currency", "INR");
+    if (mode != NULL) {
+        cJSON_AddStringToObject(o, "mode", mode);
+    }
+    if (note != NULL) {
+        cJSON_AddStringToObject(o, "note", note);
+    }
+    char *s = json_print(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+static void transport_hint(const struct money_op *op)
+{
+    if (op->key[0] != '\0') {
+        fprintf(stderr,
+                "  the %s may or may not be recorded: repeat with --key %s to find out "
+                "(a replay never moves money twice)\n",
+                op->label, op->key);
+    } else {
+        fprintf(stderr,
+                "  the %s may or may not be recorded: check with: paylab history %s "
+                "(next time pass --key auto, so a repeat is safe)\n",
+                op->label, op->user);
+    }
+}
+
+static int run(struct cli *cli, const struct money_op *op, const char *mode, const char *note)
+{
+    char *body = build_body(op, mode, note);
+    if (body == NULL) {
+        return CLI_EXIT_USAGE;
+    }
+    struct client_req req = {.method = "POST",
+                             .base_url = cli->wallet_url,
+                             .path = op->path,
+                             .body = body,
+                             .idem_key = op->key[0] != '\0' ? op->key : NULL,
+                             .service = "wallet"};
+    struct client_resp r;
+    int rc = client_call(cli, &req, &r);
+    free(body);
+    if (rc != 0) {
+        fprintf(stderr, "paylab: out of memory or URL too long\n");
+        return CLI_EXIT_USAGE;
+    }
+    if (r.outcome != CLIENT_ANSWERED) {
+        rc = client_report_transport(cli, &req, &r);
+        if (r.outcome != CLIENT_REFUSED) {
+            transport_hint(op);
+        }
+        client_free(&r);
+        return rc;
+    }
+    const char *status = out_str(r.json, "status", "");
+    bool open = strcmp(status, "pending") == 0 || strcmp(status, "unknown") == 0;
+    if (open && op->wait_interval_ms > 0 && out_str(r.json, "id", NULL) != NULL) {
+        if (!cli->json) {
+            report(cli, op, &r, "");
+        }
+        rc = wait_and_report(cli, op, &r);
+    } else {
+        rc = report(cli, op, &r, "");
+    }
+    client_free(&r);
+    return rc;
+}
+
+/* topup and withdraw share everything but the path and the label. */
+static int bank_command(struct cli *cli, const struct cli_spec *spec, const char *path,
+                        const char *label, int argc, char **argv)
+{
+    struct cli_args a;
+    struct money_op op = {.path = path, .label = label};
+    const char *mode = NULL;
+    int rc = cli_parse(cli, spec, argc, argv, &a);
+    if (rc != CLI_CONTINUE) {
+        return rc;
+    }
+    op.user = a.pos[0];
+    if (!ids_user_valid(op.user)) {
+        return cli_usage_error(spec, "'%s' is not a user handle ([a-z0-9_], 1 to 32)", op.user);
+    }
+    if (parse_amount(spec, a.pos[1], &op.amount_minor) != 0 ||
+        parse_mode(spec, a.opt[OPT_MODE], &mode) != 0 ||
+        parse_key(spec, a.opt[OPT_KEY], &op) != 0 || parse_wait(spec, &a, &op) != 0) {
+        return CLI_EXIT_USAGE;
+    }
+    return run(cli, &op, mode, NULL);
+}
+
+int cmd_topup(struct cli *cli, int argc, char **argv)
+{
+    return bank_command(cli, &topup_spec, "/v1/topups", "top-up", argc, argv);
+}
+
+int cmd_withdraw(struct cli *cli, int argc, char **argv)
+{
+    return bank_command(cli, &withdraw_spec, "/v1/withdrawals", "withdrawal", argc, argv);
+}
+
+int cmd_send(struct cli *cli, int argc, char **argv)
+{
+    struct cli_args a;
+    struct money_op op = {.path = "/v1/transfers", .label = "transfer"};
+    int rc = cli_parse(cli, &send_spec, argc, argv, &a);
+    if (rc != CLI_CONTINUE) {
+        return rc;
+    }
+    op.user = a.pos[0];
+    op.payee = a.pos[1];
+    if (!ids_user_valid(op.user) || !ids_user_valid(op.payee)) {
+        return cli_usage_error(&send_spec, "FROM and TO are user handles ([a-z0-9_], 1 to 32)");
+    }
+    if (parse_amount(&send_spec, a.pos[2], &op.amount_minor) != 0 ||
+        parse_key(&send_spec, a.opt[OPT_KEY], &op) != 0) {
+        return CLI_EXIT_USAGE;
+    }
+    return run(cli, &op, NULL, a.opt[OPT_NOTE]);
+}
