@@ -1,4 +1,4 @@
--- bank.db, migration 1. docs/ledger.md explains it; DESIGN §5 is the contract.
+-- bank.db, migration 1. docs/ledger.md explains it; DESIGN section 5 is the contract.
 -- Times: *_ms are unix milliseconds. Money: *_minor are integer paise, never floats.
 -- The nodal account (--nodal-account, default NODAL-PAYLAB) is inserted at startup with
 -- INSERT OR IGNORE and a zero balance, since its name is a flag.
@@ -26,8 +26,8 @@ CREATE TABLE mandates (
 -- One reference, at most one payment, forever. A void of a never-seen reference is a row
 -- with voided = 1, status failed / expired, no accounts and amount 0: it can never execute.
 CREATE TABLE payments (
-    id              TEXT PRIMARY KEY,                   -- bp_…
-    reference       TEXT NOT NULL UNIQUE,               -- the wallet's wtx_…
+    id              TEXT PRIMARY KEY,                   -- bp_...
+    reference       TEXT NOT NULL UNIQUE,               -- the wallet's wtx_...
     debit_account   TEXT REFERENCES accounts (id),
     credit_account  TEXT REFERENCES accounts (id),
     amount_minor    INTEGER NOT NULL CHECK (amount_minor BETWEEN 0 AND 1000000000000),
@@ -49,7 +49,7 @@ CREATE TABLE payments (
 ) WITHOUT ROWID;
 CREATE INDEX payments_processing ON payments (execute_at_ms) WHERE status = 'processing';
 
--- Idempotency-Key → the payment it created; kept 24 h.
+-- Idempotency-Key -> the payment it created; kept 24 h.
 CREATE TABLE idempotency_keys (
     key           TEXT PRIMARY KEY,
     fingerprint   TEXT NOT NULL,
