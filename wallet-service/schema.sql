@@ -1,4 +1,4 @@
--- wallet.db, migration 1. docs/ledger.md explains every table; DESIGN §9 is the contract.
+-- wallet.db, migration 1. docs/ledger.md explains every table; DESIGN section 9 is the contract.
 -- Times: *_ms are unix milliseconds. Money: *_minor are integer paise, never floats.
 
 -- Key/value facts about this database; 'epoch' is its random id, made at creation.
@@ -27,7 +27,7 @@ CREATE TABLE accounts (
 ) WITHOUT ROWID;
 
 CREATE TABLE transactions (
-    id              TEXT PRIMARY KEY,                      -- wtx_…
+    id              TEXT PRIMARY KEY,                      -- wtx_...
     kind            TEXT NOT NULL CHECK (kind IN ('p2p', 'topup', 'withdrawal')),
     mode            TEXT NOT NULL CHECK (mode IN ('internal', 'sync', 'async', 'sync-blocking')),
     status          TEXT NOT NULL CHECK (status IN ('pending', 'unknown', 'succeeded', 'failed')),
@@ -35,7 +35,7 @@ CREATE TABLE transactions (
     user            TEXT NOT NULL REFERENCES users (user),  -- payer (p2p), or the user topping up / withdrawing
     counterparty    TEXT NOT NULL,                          -- p2p: payee user; else the user's bank account
     note            TEXT,
-    bank_payment_id TEXT,                                   -- bp_… once the bank named it
+    bank_payment_id TEXT,                                   -- bp_... once the bank named it
     failure_reason  TEXT,
     settled_by      TEXT CHECK (settled_by IN ('response', 'webhook', 'reconciler')),
     expires_at_ms   INTEGER,                                -- the deadline sent to the bank
@@ -55,7 +55,7 @@ CREATE TABLE transaction_log (
     id             INTEGER PRIMARY KEY,
     transaction_id TEXT NOT NULL REFERENCES transactions (id),
     at_ms          INTEGER NOT NULL,
-    event          TEXT NOT NULL,   -- created, bank_call, bank_answer, timeout, settled, reconcile, conflict, …
+    event          TEXT NOT NULL,   -- created, bank_call, bank_answer, timeout, settled, reconcile, conflict, ...
     status         TEXT NOT NULL,   -- the transaction's status after this line
     reason         TEXT NOT NULL
 );

@@ -1,0 +1,137 @@
+/* settle.c owns "settle this transaction to this outcome": the status change, the postings
+ * that go with it, the timeline line and the idempotency status, in ONE SQLite transaction.
+ * Every path that learns an outcome goes through settle_apply(): the sync response today,
+ * the reconciler, and (later) webhook intake, which will also write its event rows and
+ * webhooks_seen row inside the same transaction.
+ * Must not: do network I/O or reply to clients; callers act on the returned state after
+ * the commit.
+ * Invariant: the state-machine guard (ledger_txn_transition) lets exactly one path move a
+ * transaction out of pending/unknown, so its settlement postings are written at most once;
+ * a path that loses the race changes nothing and reports the state the winner committed. */
+#include <assert.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+#include "pl.h"
+#include "wallet.h"
+
+#define MASK(s) (1u << (unsigned)(s))
+
+/* The settlement postings of DESIGN §9 for t moving to `to`. */
+static int settle_post(struct wallet_ctx *ctx, const struct ledger_txn *t, enum txn_status to,
+                       int64_t now_ms)
+{
+    char wallet[WALLET_ACCOUNT_ID_BYTES_MAX];
+    ledger_wallet_account(t->user, wallet, sizeof wallet);
+    const char *from = NULL, *dest = NULL;
+    if (t->kind == TXN_KIND_TOPUP && to == TXN_SUCCEEDED) {
+        from = LEDGER_ACCOUNT_BANK;
+        dest = wallet;
+    } else if (t->kind == TXN_KIND_WITHDRAWAL && to == TXN_SUCCEEDED) {
+        from = LEDGER_ACCOUNT_PAYOUTS;
+        dest = LEDGER_ACCOUNT_BANK;
+    } else if (t->kind == TXN_KIND_WITHDRAWAL && to == TXN_FAILED) {
+        from = LEDGER_ACCOUNT_PAYOUTS;
+        dest = wallet;
+    }
+    if (from == NULL) return 0; /* a failed top-up or an unknown: nothing moves */
+    int rc = ledger_post(&ctx->db, t->id, from, dest, t->amount_minor, now_ms);
+    assert(rc != LEDGER_EFUNDS); /* the withdrawal's hold is in payouts:in_flight */
+    if (rc != 0) return rc;
+    int64_t sum = -1;
+    rc = ledger_txn_entries_sum(&ctx->db, t->id, &sum);
+    if (rc != 0) return rc;
+    assert(sum == 0); /* invariant 2 */
+    return 0;
+}
+
+/* Another path moved t first: a contradicting final outcome is recorded, never applied. */
+static int settle_lost_race(struct wallet_ctx *ctx, const struct ledger_txn *t,
+                            const struct settle_outcome *o, int64_t now_ms)
+{
+    if (!txn_status_final(t->status) || !txn_status_final(o->to) || t->status == o->to) return 0;
+    char detail[WALLET_REASON_BYTES_MAX + 64];
+    snprintf(detail, sizeof detail, "%s said %s, but the transaction is already %s: %s",
+             txn_settled_by_name(o->by), txn_status_name(o->to), txn_status_name(t->status),
+             o->reason);
+    log_warn("conflicting outcome recorded, not applied", "txn=%s trace=%s now=%s said=%s",
+             t->id, t->traceparent, txn_status_name(t->status), txn_status_name(o->to));
+    int rc = ledger_conflict_insert(&ctx->db, t->id, txn_settled_by_name(o->by), detail, now_ms);
+    if (rc != 0) return rc;
+    return ledger_log(&ctx->db, t->id, now_ms, "conflict", t->status, detail);
+}
+
+/* Moves t to o->to inside the open transaction; PL_ECONFLICT when the guard refused. */
+static int settle_move(struct wallet_ctx *ctx, const struct ledger_txn *t,
+                       const struct settle_outcome *o, int64_t now_ms)
+{
+    unsigned from = o->to == TXN_UNKNOWN ? MASK(TXN_PENDING) : MASK(TXN_PENDING) | MASK(TXN_UNKNOWN);
+    const char *reason = o->to == TXN_FAILED ? o->failure_reason : NULL;
+    int rc = ledger_txn_transition(&ctx->db, t->id, from, o->to, o->by, reason,
+                                   o->bank_payment_id, now_ms);
+    if (rc != 0) return rc;
+    rc = settle_post(ctx, t, o->to, now_ms);
+    if (rc != 0) return rc;
+    rc = ledger_log(&ctx->db, t->id, now_ms, o->event, o->to, o->reason);
+    if (rc != 0) return rc;
+    if (o->idem_status_code != 0) rc = ledger_idem_set_status(&ctx->db, t->id, o->idem_status_code);
+    /* Later: the transaction.updated / balance.updated event rows go here, same commit. */
+    return rc;
+}
+
+int settle_apply(struct wallet_ctx *ctx, const char *txn_id, const struct settle_outcome *o,
+                 struct ledger_txn *out, bool *changed_out)
+{
+    assert(o->to != TXN_PENDING);
+    assert(txn_status_final(o->to) == (o->by != SETTLED_NONE));
+    assert(o->event != NULL && o->reason != NULL);
+    *changed_out = false;
+    int64_t now_ms = pl_now_ms();
+    int rc = db_begin(&ctx->db);
+    if (rc != 0) return rc;
+    struct ledger_txn t;
+    rc = ledger_txn_get(&ctx->db, txn_id, &t);
+    if (rc != 0) goto fail;
+    bool moved = false;
+    rc = settle_move(ctx, &t, o, now_ms);
+    if (rc == 0) {
+        moved = true;
+    } else if (rc == PL_ECONFLICT) {
+        rc = settle_lost_race(ctx, &t, o, now_ms);
+    }
+    if (rc != 0) goto fail;
+    rc = db_commit(&ctx->db);
+    if (rc != 0) return rc;
+    *changed_out = moved;
+    if (moved) {
+        log_info("transaction updated", "txn=%s trace=%s status=%s by=%s reason=\"%s\"", txn_id,
+                 t.traceparent, txn_status_name(o->to),
+                 o->by != SETTLED_NONE ? txn_settled_by_name(o->by) : "-", o->reason);
+    }
+    return ledger_txn_get(&ctx->db, txn_id, out);
+fail:
+    db_rollback(&ctx->db);
+    if (rc != PL_EBUSY) log_error("settling failed", "txn=%s rc=%d", txn_id, rc);
+    return rc;
+}
+
+int settle_conflict(struct wallet_ctx *ctx, const char *txn_id, const char *source,
+                    const char *detail)
+{
+    int64_t now_ms = pl_now_ms();
+    int rc = db_begin(&ctx->db);
+    if (rc != 0) return rc;
+    struct ledger_txn t;
+    rc = ledger_txn_get(&ctx->db, txn_id, &t);
+    if (rc == 0) rc = ledger_conflict_insert(&ctx->db, txn_id, source, detail, now_ms);
+    if (rc == 0) rc = ledger_log(&ctx->db, txn_id, now_ms, "conflict", t.status, detail);
+    if (rc != 0) {
+        db_rollback(&ctx->db);
+        return rc;
+    }
+    rc = db_commit(&ctx->db);
+    if (rc == 0) log_warn("conflict recorded, not applied", "txn=%s detail=\"%s\"", txn_id, detail);
+    return rc;
+}
