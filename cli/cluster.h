@@ -14,24 +14,38 @@
 #define CLUSTER_URL_BYTES_MAX 128
 #define CLUSTER_ARGS_MAX 48
 #define CLUSTER_READY_TIMEOUT_MS 10000
+/* A service that has not exited this long after SIGTERM is SIGKILLed (and reported). */
+#define CLUSTER_STOP_TIMEOUT_MS 10000
+/* A paylab command (verify, topup …) that runs longer than this is killed. */
+#define CLUSTER_CMD_TIMEOUT_MS 60000
+/* Captured stdout of a paylab command beyond this is dropped (the rest is drained). */
+#define CLUSTER_OUTPUT_BYTES_MAX (4 * 1024 * 1024)
 
 struct cluster_proc {
-    const char *name;        /* "bank-service", "wallet-service" */
-    pid_t pid;               /* 0 when not running */
+    const char *name; /* "bank-service", "wallet-service" */
+    pid_t pid;        /* 0 when not running */
     int http_port;
     char log_path[CLUSTER_PATH_BYTES_MAX]; /* stderr of the process, appended across restarts */
     char *argv[CLUSTER_ARGS_MAX + 1];      /* owned copy, reused by cluster_restart */
 };
 
 struct cluster {
-    char dir[CLUSTER_PATH_BYTES_MAX];     /* the temp data dir (secrets, dbs, logs) */
+    char dir[CLUSTER_PATH_BYTES_MAX]; /* the temp data dir (secrets, dbs, logs) */
     char bin_dir[CLUSTER_PATH_BYTES_MAX];
     bool keep_dir;                        /* leave dir behind (set when a test failed) */
     char bank_url[CLUSTER_URL_BYTES_MAX]; /* http://127.0.0.1:PORT */
     char wallet_url[CLUSTER_URL_BYTES_MAX];
     int zmq_router_port, zmq_pub_port;
     struct cluster_proc bank, wallet;
+    /* A free port the wallet's --notify-url points at; nothing listens there until a
+     * gateway is started on it, so the bank's webhooks never reach a demo on :8082. */
+    int notify_port;
 };
+
+/* The services and paylab inherit no PAYLAB_* variable from the caller (a demo's ports or
+ * secrets): the cluster is all flags. On Linux a service dies with the thread that started
+ * it (PR_SET_PDEATHSIG), so start them from a thread that outlives the cluster.
+ * stdout and stderr of each service are appended to its log_path. */
 
 /* Makes a fresh temp dir, picks free ports, finds bin_dir (NULL → $PAYLAB_BIN_DIR, else the
  * directory of /proc/self/exe). 0 or a negative PL_E* with a message on stderr. */
@@ -42,7 +56,10 @@ int cluster_start_bank(struct cluster *c, const char *const *extra_args);
 /* Starts wallet-service pointed at the bank (and ZMQ ports), with extra_args, and waits
  * until /healthz answers 200. */
 int cluster_start_wallet(struct cluster *c, const char *const *extra_args);
-/* Sends sig (SIGTERM: waits for a clean exit and returns its status; SIGKILL: reaps). */
+/* Sends sig (SIGTERM: waits for a clean exit and returns its status; SIGKILL: reaps).
+ * Returns the exit code (0 = clean), 128 + the signal for a death by another signal than
+ * the one sent, 0 for a SIGKILL sent and received; PL_EINVAL when p is not running,
+ * PL_ERANGE when it outlived CLUSTER_STOP_TIMEOUT_MS (it is then SIGKILLed and reaped). */
 int cluster_stop(struct cluster_proc *p, int sig);
 /* Starts p again with the same arguments and waits until it is ready. */
 int cluster_restart(struct cluster *c, struct cluster_proc *p);
@@ -60,10 +77,37 @@ int cluster_paylab(struct cluster *c, const char *const *args, char **out);
  * NULL-terminated list of "Name: value" (may be NULL). On success *status_out is the HTTP
  * status (0 when no answer) and *body_out a malloc'ed NUL-terminated body (caller frees).
  * Returns 0 even for HTTP errors; a negative PL_E* only for local failures. */
-int cluster_http(const char *method, const char *url, const char *body,
-                 const char *const *headers, long timeout_ms, long *status_out, char **body_out);
+int cluster_http(const char *method, const char *url, const char *body, const char *const *headers,
+                 long timeout_ms, long *status_out, char **body_out);
 
-/* Polls fn(arg) every few ms until it returns true or deadline_ms passes; true if it did. */
+/* One reply of cluster_http_full; every pointer is malloc'ed, free with cluster_reply_free. */
+struct cluster_reply {
+    long status; /* HTTP status; 0 when no answer arrived (refused, reset, timeout) */
+    char *body;  /* NUL-terminated, "" when empty */
+    size_t body_bytes;
+    char *headers; /* the raw response header block, "" when no answer */
+    int64_t elapsed_ms;
+};
+
+/* Like cluster_http, with the response headers (Idempotent-Replayed, Retry-After …) and a
+ * body of body_bytes (may hold anything). Sends no "Expect: 100-continue". Safe to call
+ * from several threads at once (each call has its own handle; cluster_init has run
+ * curl_global_init). 0, or PL_ENOMEM / PL_EINVAL for local failures. */
+int cluster_http_full(const char *method, const char *url, const char *body, size_t body_bytes,
+                      const char *const *headers, long timeout_ms, struct cluster_reply *reply);
+void cluster_reply_free(struct cluster_reply *reply);
+/* Copies the value of response header name (case-insensitive, surrounding blanks trimmed)
+ * into out; true when present. */
+bool cluster_reply_header(const struct cluster_reply *reply, const char *name, char *out,
+                          size_t cap);
+
+/* Reads <dir>/secrets/<name> (e.g. "bank_api_key", "admin_token") into out without the
+ * trailing newline. 0, PL_EIO (missing, unreadable) or PL_ERANGE (longer than cap). */
+int cluster_read_secret(const struct cluster *c, const char *name, char *out, size_t cap);
+
+/* Polls fn(arg) every few ms until it returns true or deadline_ms passes; true if it did.
+ * deadline_ms is on the pl_mono_ms() clock: cluster_deadline_ms(timeout) makes one. */
 bool cluster_wait_for(bool (*fn)(void *arg), void *arg, int64_t deadline_ms);
+int64_t cluster_deadline_ms(int64_t timeout_ms);
 
 #endif

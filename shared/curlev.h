@@ -20,11 +20,11 @@ struct curlev_xfer;
 #define CURLEV_INFLIGHT_MAX 4096
 
 enum curlev_outcome {
-    CURLEV_ANSWERED = 0,  /* an HTTP response arrived (any status) */
-    CURLEV_REFUSED,       /* connect failed: nobody listening (definitely not sent) */
-    CURLEV_TIMEOUT,       /* no complete answer within timeout_ms (may have been executed) */
-    CURLEV_RESET,         /* connection closed or reset after sending (may have been executed) */
-    CURLEV_BAD,           /* any other transport error, or a response over the cap */
+    CURLEV_ANSWERED = 0, /* an HTTP response arrived (any status) */
+    CURLEV_REFUSED,      /* connect failed: nobody listening (definitely not sent) */
+    CURLEV_TIMEOUT,      /* no complete answer within timeout_ms (may have been executed) */
+    CURLEV_RESET,        /* connection closed or reset after sending (may have been executed) */
+    CURLEV_BAD,          /* any other transport error, or a response over the cap */
 };
 
 struct curlev_request {
@@ -33,9 +33,9 @@ struct curlev_request {
     const char *body; /* may be NULL; copied by curlev_start */
     size_t body_bytes;
     const char *headers[CURLEV_HEADERS_MAX + 1]; /* "Name: value", NULL-terminated */
-    long timeout_ms;         /* whole transfer, required > 0 */
-    long connect_timeout_ms; /* required > 0 */
-    bool fresh_connect;      /* CURLOPT_FRESH_CONNECT + FORBID_REUSE: money-moving POSTs */
+    long timeout_ms;                             /* whole transfer, required > 0 */
+    long connect_timeout_ms;                     /* required > 0 */
+    bool fresh_connect; /* CURLOPT_FRESH_CONNECT + FORBID_REUSE: money-moving POSTs */
 };
 
 struct curlev_result {
@@ -57,8 +57,8 @@ void curlev_free(struct curlev *c);
 /* Starts a transfer; done(res, arg) is called exactly once from the loop, unless the
  * transfer is cancelled first. *xfer_out (may be NULL) identifies it until done runs.
  * PL_ENOMEM, PL_ERANGE (too many in flight or headers) or PL_EINVAL. */
-int curlev_start(struct curlev *c, const struct curlev_request *req, curlev_done_fn done,
-                 void *arg, struct curlev_xfer **xfer_out);
+int curlev_start(struct curlev *c, const struct curlev_request *req, curlev_done_fn done, void *arg,
+                 struct curlev_xfer **xfer_out);
 /* Cancels a transfer in flight; its callback is never called. */
 void curlev_cancel(struct curlev *c, struct curlev_xfer *xfer);
 /* Number of transfers in flight. */

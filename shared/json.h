@@ -24,8 +24,8 @@ cJSON *json_parse_object(const char *buf, size_t len);
 
 /* *out borrows the string inside obj (valid while obj lives). A missing optional key leaves
  * *out untouched and returns JSON_OK. Strings containing NUL bytes are JSON_WRONG_TYPE. */
-enum json_status json_get_string(const cJSON *obj, const char *key, bool required,
-                                 size_t max_chars, const char **out);
+enum json_status json_get_string(const cJSON *obj, const char *key, bool required, size_t max_chars,
+                                 const char **out);
 /* A JSON number with an integral value within ±2^53 (exactly representable). "500.5",
  * "1e300", "\"500\"" and true are JSON_WRONG_TYPE / JSON_TOO_LONG. */
 enum json_status json_get_int64(const cJSON *obj, const char *key, bool required, int64_t *out);

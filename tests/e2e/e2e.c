@@ -1,0 +1,543 @@
+/* e2e.c: the helpers of e2e.h. Every wait polls a condition with a deadline through
+ * cluster_wait_for; nothing sleeps in place of synchronisation. */
+#include "e2e.h"
+
+#include "pl.h"
+
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* The suite's wallet timings: a reconciliation horizon of about 2 s keeps it fast. */
+#define E2E_BANK_TIMEOUT_MS_DEFAULT 300L
+#define E2E_TTL_SYNC_MS_DEFAULT 1500L
+#define E2E_RECONCILE_MS "100"
+#define E2E_PENDING_GRACE_MS "300"
+
+/* ------------------------------------------------------------------ lifecycle */
+
+void e2e_filter_from_env(void)
+{
+    const char *pattern = getenv("E2E_TEST");
+    if (pattern != NULL && pattern[0] != '\0')
+        cmocka_set_test_filter(pattern);
+}
+
+int e2e_setup(void **state)
+{
+    struct e2e *e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return -1;
+    *state = e;
+    return 0;
+}
+
+int e2e_teardown(void **state)
+{
+    struct e2e *e = *state;
+    if (e->c.keep_dir) {
+        fprintf(stderr, "e2e: test did not finish; logs: %s, %s\n", e->c.bank.log_path,
+                e->c.wallet.log_path);
+    }
+    cluster_destroy(&e->c);
+    free(e);
+    return 0;
+}
+
+static void wallet_args(struct e2e *e, char timeout[24], char ttl[24], const char *argv[16])
+{
+    snprintf(timeout, 24, "%ld", e->opts.bank_timeout_ms);
+    snprintf(ttl, 24, "%ld", e->opts.payment_ttl_sync_ms);
+    const char *const a[] = {"--bank-timeout-ms",
+                             timeout,
+                             "--reconcile-ms",
+                             E2E_RECONCILE_MS,
+                             "--pending-grace-ms",
+                             E2E_PENDING_GRACE_MS,
+                             "--payment-ttl-sync-ms",
+                             ttl,
+                             NULL};
+    for (size_t i = 0; i < PL_ARRAY_LEN(a); i++)
+        argv[i] = a[i];
+}
+
+void e2e_start(struct e2e *e, const struct e2e_opts *opts)
+{
+    char timeout[24], ttl[24];
+    const char *argv[16];
+    if (opts != NULL)
+        e->opts = *opts;
+    if (e->opts.bank_timeout_ms == 0)
+        e->opts.bank_timeout_ms = E2E_BANK_TIMEOUT_MS_DEFAULT;
+    if (e->opts.payment_ttl_sync_ms == 0)
+        e->opts.payment_ttl_sync_ms = E2E_TTL_SYNC_MS_DEFAULT;
+    assert_int_equal(cluster_init(&e->c, NULL), 0);
+    /* Until e2e_finish: a failing test leaves its logs and databases behind. */
+    e->c.keep_dir = true;
+    assert_int_equal(cluster_start_bank(&e->c, NULL), 0);
+    wallet_args(e, timeout, ttl, argv);
+    assert_int_equal(cluster_start_wallet(&e->c, argv), 0);
+    assert_int_equal(cluster_read_secret(&e->c, "bank_api_key", e->api_key, sizeof e->api_key), 0);
+    assert_int_equal(
+        cluster_read_secret(&e->c, "admin_token", e->admin_token, sizeof e->admin_token), 0);
+}
+
+void e2e_restart_wallet(struct e2e *e)
+{
+    assert_int_equal(cluster_restart(&e->c, &e->c.wallet), 0);
+}
+
+void e2e_restart_bank(struct e2e *e)
+{
+    assert_int_equal(cluster_restart(&e->c, &e->c.bank), 0);
+}
+
+void e2e_finish(struct e2e *e)
+{
+    assert_int_equal(cluster_verify(&e->c), 0);
+    e->c.keep_dir = false;
+}
+
+void e2e_new_key(struct e2e *e, char *out)
+{
+    snprintf(out, E2E_KEY_BYTES_MAX, "e2e-%ld-%u-%lld", (long)getpid(), ++e->key_seq,
+             (long long)pl_now_us());
+}
+
+/* ------------------------------------------------------------------ HTTP */
+
+/* Fills the parsed fields of r from r->raw. */
+static void resp_parse(struct e2e_resp *r)
+{
+    char v[16];
+    r->status = r->raw.status;
+    r->json = cJSON_ParseWithLength(r->raw.body, r->raw.body_bytes);
+    r->replayed =
+        cluster_reply_header(&r->raw, "Idempotent-Replayed", v, sizeof v) && strcmp(v, "true") == 0;
+}
+
+void e2e_request(const char *method, const char *url, const char *body, size_t body_bytes,
+                 const char *const *headers, struct e2e_resp *r)
+{
+    memset(r, 0, sizeof *r);
+    int rc =
+        cluster_http_full(method, url, body, body_bytes, headers, E2E_HTTP_TIMEOUT_MS, &r->raw);
+    assert_int_equal(rc, 0);
+    resp_parse(r);
+}
+
+void e2e_resp_free(struct e2e_resp *r)
+{
+    cJSON_Delete(r->json);
+    cluster_reply_free(&r->raw);
+    memset(r, 0, sizeof *r);
+}
+
+void e2e_wallet(struct e2e *e, const char *method, const char *path, const char *body,
+                const char *idem_key, struct e2e_resp *r)
+{
+    char url[CLUSTER_URL_BYTES_MAX + 256], key[E2E_KEY_BYTES_MAX + 32];
+    const char *headers[3] = {NULL, NULL, NULL};
+    size_t n = 0;
+    snprintf(url, sizeof url, "%s%s", e->c.wallet_url, path);
+    if (body != NULL)
+        headers[n++] = "Content-Type: application/json";
+    if (idem_key != NULL) {
+        snprintf(key, sizeof key, "Idempotency-Key: %s", idem_key);
+        headers[n++] = key;
+    }
+    e2e_request(method, url, body, body != NULL ? strlen(body) : 0, headers, r);
+}
+
+void e2e_bank(struct e2e *e, const char *method, const char *path, const char *body,
+              const char *bearer, struct e2e_resp *r)
+{
+    char url[CLUSTER_URL_BYTES_MAX + 256], auth[E2E_SECRET_BYTES_MAX + 32];
+    const char *headers[3] = {NULL, NULL, NULL};
+    size_t n = 0;
+    snprintf(url, sizeof url, "%s%s", e->c.bank_url, path);
+    if (body != NULL)
+        headers[n++] = "Content-Type: application/json";
+    if (bearer != NULL) {
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", bearer);
+        headers[n++] = auth;
+    }
+    e2e_request(method, url, body, body != NULL ? strlen(body) : 0, headers, r);
+}
+
+/* ------------------------------------------------------------------ JSON */
+
+const char *e2e_str(const cJSON *obj, const char *key)
+{
+    assert_non_null(obj);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsString(v))
+        fail_msg("member \"%s\" is not a string", key);
+    return v->valuestring;
+}
+
+int64_t e2e_int(const cJSON *obj, const char *key)
+{
+    assert_non_null(obj);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!cJSON_IsNumber(v))
+        fail_msg("member \"%s\" is not a number", key);
+    return (int64_t)v->valuedouble;
+}
+
+bool e2e_is_null(const cJSON *obj, const char *key)
+{
+    assert_non_null(obj);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (v == NULL)
+        fail_msg("member \"%s\" is missing", key);
+    return cJSON_IsNull(v);
+}
+
+const char *e2e_error_code(const struct e2e_resp *r)
+{
+    if (r->json == NULL)
+        fail_msg("HTTP %ld body is not JSON: %.200s", r->status, r->raw.body);
+    const cJSON *err = cJSON_GetObjectItemCaseSensitive(r->json, "error");
+    if (!cJSON_IsObject(err))
+        fail_msg("HTTP %ld body has no error: %.300s", r->status, r->raw.body);
+    return e2e_str(err, "code");
+}
+
+void e2e_expect(const struct e2e_resp *r, long status, const char *code)
+{
+    if (r->status != status) {
+        fail_msg("expected HTTP %ld, got %ld: %.400s", status, r->status, r->raw.body);
+    }
+    if (code == NULL)
+        return;
+    const char *got = e2e_error_code(r);
+    if (strcmp(got, code) != 0) {
+        fail_msg("HTTP %ld: expected error %s, got %s: %.400s", status, code, got, r->raw.body);
+    }
+}
+
+void e2e_expect_txn(const cJSON *t, const char *kind, const char *mode, const char *status,
+                    int64_t amount_minor)
+{
+    assert_non_null(t);
+    assert_int_equal(strncmp(e2e_str(t, "id"), "wtx_", 4), 0);
+    assert_string_equal(e2e_str(t, "kind"), kind);
+    if (mode != NULL)
+        assert_string_equal(e2e_str(t, "mode"), mode);
+    assert_string_equal(e2e_str(t, "status"), status);
+    assert_int_equal(e2e_int(t, "amount_minor"), amount_minor);
+    assert_string_equal(e2e_str(t, "currency"), "INR");
+}
+
+const char *e2e_expect_txn_error(const struct e2e_resp *r, long status, const char *code,
+                                 const char *txn_status)
+{
+    e2e_expect(r, status, code);
+    const char *id = e2e_str(r->json, "id");
+    assert_int_equal(strncmp(id, "wtx_", 4), 0);
+    assert_string_equal(e2e_str(r->json, "status"), txn_status);
+    return id;
+}
+
+/* ------------------------------------------------------------------ domain */
+
+void e2e_user_add(struct e2e *e, const char *user)
+{
+    char body[E2E_BODY_BYTES_MAX];
+    struct e2e_resp r;
+    snprintf(body, sizeof body, "{\"user\":\"%s\"}", user);
+    e2e_wallet(e, "POST", "/v1/users", body, NULL, &r);
+    e2e_expect(&r, 201, NULL);
+    assert_string_equal(e2e_str(r.json, "user"), user);
+    assert_int_equal(e2e_int(r.json, "balance_minor"), 0);
+    assert_true(strlen(e2e_str(r.json, "ws_token")) > 0);
+    e2e_resp_free(&r);
+}
+
+int64_t e2e_wallet_balance(struct e2e *e, const char *user)
+{
+    char path[128];
+    struct e2e_resp r;
+    snprintf(path, sizeof path, "/v1/users/%s", user);
+    e2e_wallet(e, "GET", path, NULL, NULL, &r);
+    e2e_expect(&r, 200, NULL);
+    int64_t b = e2e_int(r.json, "balance_minor");
+    e2e_resp_free(&r);
+    return b;
+}
+
+int64_t e2e_bank_balance(struct e2e *e, const char *account)
+{
+    char path[160];
+    struct e2e_resp r;
+    snprintf(path, sizeof path, "/v1/accounts/%s", account);
+    e2e_bank(e, "GET", path, NULL, e->api_key, &r);
+    e2e_expect(&r, 200, NULL);
+    assert_string_equal(e2e_str(r.json, "id"), account);
+    int64_t b = e2e_int(r.json, "balance_minor");
+    e2e_resp_free(&r);
+    return b;
+}
+
+void e2e_faults(struct e2e *e, const char *json)
+{
+    struct e2e_resp r;
+    e2e_bank(e, "PUT", "/admin/faults", json, e->admin_token, &r);
+    e2e_expect(&r, 200, NULL);
+    e2e_resp_free(&r);
+}
+
+static long money_post(struct e2e *e, const char *path, const char *user, int64_t amount_minor,
+                       const char *mode, const char *key, struct e2e_resp *r)
+{
+    char body[E2E_BODY_BYTES_MAX], fresh[E2E_KEY_BYTES_MAX];
+    if (key == NULL) {
+        e2e_new_key(e, fresh);
+        key = fresh;
+    }
+    snprintf(body, sizeof body, "{\"user\":\"%s\",\"amount_minor\":%lld,\"mode\":\"%s\"}", user,
+             (long long)amount_minor, mode);
+    e2e_wallet(e, "POST", path, body, key, r);
+    return r->status;
+}
+
+long e2e_topup(struct e2e *e, const char *user, int64_t amount_minor, const char *mode,
+               const char *key, struct e2e_resp *r)
+{
+    return money_post(e, "/v1/topups", user, amount_minor, mode, key, r);
+}
+
+long e2e_withdraw(struct e2e *e, const char *user, int64_t amount_minor, const char *mode,
+                  const char *key, struct e2e_resp *r)
+{
+    return money_post(e, "/v1/withdrawals", user, amount_minor, mode, key, r);
+}
+
+long e2e_transfer(struct e2e *e, const char *from, const char *to, int64_t amount_minor,
+                  struct e2e_resp *r)
+{
+    char body[E2E_BODY_BYTES_MAX], key[E2E_KEY_BYTES_MAX];
+    e2e_new_key(e, key);
+    snprintf(body, sizeof body, "{\"from\":\"%s\",\"to\":\"%s\",\"amount_minor\":%lld}", from, to,
+             (long long)amount_minor);
+    e2e_wallet(e, "POST", "/v1/transfers", body, key, r);
+    return r->status;
+}
+
+cJSON *e2e_txn(struct e2e *e, const char *id)
+{
+    char path[160];
+    struct e2e_resp r;
+    snprintf(path, sizeof path, "/v1/transactions/%s", id);
+    e2e_wallet(e, "GET", path, NULL, NULL, &r);
+    e2e_expect(&r, 200, NULL);
+    assert_string_equal(e2e_str(r.json, "id"), id);
+    cJSON *t = r.json;
+    r.json = NULL;
+    e2e_resp_free(&r);
+    return t;
+}
+
+struct txn_probe {
+    struct e2e *e;
+    const char *id;
+    cJSON *txn;
+};
+
+static bool is_final(const char *status)
+{
+    return strcmp(status, "succeeded") == 0 || strcmp(status, "failed") == 0;
+}
+
+static bool txn_final_check(void *arg)
+{
+    struct txn_probe *p = arg;
+    cJSON_Delete(p->txn);
+    p->txn = e2e_txn(p->e, p->id);
+    return is_final(e2e_str(p->txn, "status"));
+}
+
+cJSON *e2e_wait_final(struct e2e *e, const char *id, long timeout_ms)
+{
+    struct txn_probe p = {.e = e, .id = id, .txn = NULL};
+    if (!cluster_wait_for(txn_final_check, &p, cluster_deadline_ms(timeout_ms))) {
+        char *s = cJSON_PrintUnformatted(p.txn);
+        fprintf(stderr, "e2e: %s not final after %ld ms: %s\n", id, timeout_ms, s);
+        free(s);
+        fail_msg("transaction %s not final in time", id);
+    }
+    return p.txn;
+}
+
+cJSON *e2e_bank_payment(struct e2e *e, const char *reference)
+{
+    char path[160];
+    struct e2e_resp r;
+    snprintf(path, sizeof path, "/v1/payments?reference=%s", reference);
+    e2e_bank(e, "GET", path, NULL, e->api_key, &r);
+    if (r.status == 404) {
+        e2e_expect(&r, 404, "unknown_payment");
+        e2e_resp_free(&r);
+        return NULL;
+    }
+    e2e_expect(&r, 200, NULL);
+    assert_string_equal(e2e_str(r.json, "reference"), reference);
+    cJSON *p = r.json;
+    r.json = NULL;
+    e2e_resp_free(&r);
+    return p;
+}
+
+struct pay_probe {
+    struct e2e *e;
+    const char *reference;
+    bool want_final;
+    cJSON *payment;
+};
+
+static bool pay_check(void *arg)
+{
+    struct pay_probe *p = arg;
+    cJSON_Delete(p->payment);
+    p->payment = e2e_bank_payment(p->e, p->reference);
+    if (p->payment == NULL)
+        return false;
+    return !p->want_final || is_final(e2e_str(p->payment, "status"));
+}
+
+static cJSON *wait_payment(struct e2e *e, const char *reference, bool want_final, long timeout_ms)
+{
+    struct pay_probe p = {.e = e, .reference = reference, .want_final = want_final};
+    if (!cluster_wait_for(pay_check, &p, cluster_deadline_ms(timeout_ms))) {
+        fail_msg("bank payment %s not %s in time", reference, want_final ? "final" : "known");
+    }
+    return p.payment;
+}
+
+cJSON *e2e_wait_bank_payment(struct e2e *e, const char *reference, long timeout_ms)
+{
+    return wait_payment(e, reference, false, timeout_ms);
+}
+
+cJSON *e2e_wait_bank_final(struct e2e *e, const char *reference, long timeout_ms)
+{
+    return wait_payment(e, reference, true, timeout_ms);
+}
+
+int64_t e2e_wallet_db_int(struct e2e *e, const char *sql, const char *arg)
+{
+    char path[CLUSTER_PATH_BYTES_MAX + 16];
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    snprintf(path, sizeof path, "%s/wallet.db", e->c.dir);
+    assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_busy_timeout(db, 1000);
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        fail_msg("prepare %s: %s", sql, sqlite3_errmsg(db));
+    if (arg != NULL)
+        sqlite3_bind_text(st, 1, arg, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW)
+        fail_msg("step %s: %s", sql, sqlite3_errmsg(db));
+    int64_t v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return v;
+}
+
+struct newest_txn_probe {
+    struct e2e *e;
+    const char *user;
+    char *id_out;
+};
+
+static bool newest_txn_recorded(void *arg)
+{
+    struct newest_txn_probe *p = arg;
+    struct e2e_resp r;
+    char path[128];
+    snprintf(path, sizeof path, "/v1/users/%s/transactions?limit=50", p->user);
+    e2e_wallet(p->e, "GET", path, NULL, NULL, &r);
+    e2e_expect(&r, 200, NULL);
+    const cJSON *list = cJSON_GetObjectItemCaseSensitive(r.json, "transactions");
+    assert_true(cJSON_IsArray(list));
+    bool found = cJSON_GetArraySize(list) > 0;
+    if (found)
+        pl_strlcpy(p->id_out, e2e_str(cJSON_GetArrayItem(list, 0), "id"), 64);
+    e2e_resp_free(&r);
+    return found;
+}
+
+void e2e_wait_newest_txn(struct e2e *e, const char *user, char id_out[64], long timeout_ms)
+{
+    struct newest_txn_probe p = {.e = e, .user = user, .id_out = id_out};
+    if (!cluster_wait_for(newest_txn_recorded, &p, cluster_deadline_ms(timeout_ms))) {
+        fail_msg("no transaction of %s recorded within %ld ms", user, timeout_ms);
+    }
+}
+
+/* ------------------------------------------------------------------ background requests */
+
+static void *bg_run(void *arg)
+{
+    struct e2e_bg *bg = arg;
+    const char *headers[] = {"Content-Type: application/json", bg->key_header, NULL};
+    bg->rc = cluster_http_full("POST", bg->url, bg->body, strlen(bg->body), headers,
+                               E2E_HTTP_TIMEOUT_MS, &bg->reply);
+    return NULL;
+}
+
+void e2e_bg_start(struct e2e_bg *bg, struct e2e *e, const char *path, const char *body,
+                  const char *idem_key)
+{
+    memset(bg, 0, sizeof *bg);
+    snprintf(bg->url, sizeof bg->url, "%s%s", e->c.wallet_url, path);
+    assert_int_equal(pl_strlcpy(bg->body, body, sizeof bg->body), 0);
+    snprintf(bg->key_header, sizeof bg->key_header, "Idempotency-Key: %s", idem_key);
+    assert_int_equal(pthread_create(&bg->thread, NULL, bg_run, bg), 0);
+}
+
+void e2e_bg_join(struct e2e_bg *bg, struct e2e_resp *r)
+{
+    assert_int_equal(pthread_join(bg->thread, NULL), 0);
+    assert_int_equal(bg->rc, 0);
+    memset(r, 0, sizeof *r);
+    r->raw = bg->reply;
+    memset(&bg->reply, 0, sizeof bg->reply);
+    resp_parse(r);
+}
+
+/* ------------------------------------------------------------------ snapshots */
+
+void e2e_snapshot_take(struct e2e *e, struct e2e_snapshot *s)
+{
+    s->wallet_alice = e2e_wallet_balance(e, "alice");
+    s->wallet_bob = e2e_wallet_balance(e, "bob");
+    s->bank_alice = e2e_bank_balance(e, "HDFC-ALICE");
+    s->bank_bob = e2e_bank_balance(e, "HDFC-BOB");
+    s->bank_nodal = e2e_bank_balance(e, "NODAL-PAYLAB");
+    s->transactions = e2e_wallet_db_int(e, "SELECT count(*) FROM transactions", NULL);
+    s->entries = e2e_wallet_db_int(e, "SELECT count(*) FROM entries", NULL);
+    s->users = e2e_wallet_db_int(e, "SELECT count(*) FROM users", NULL);
+}
+
+void e2e_snapshot_equal(const struct e2e_snapshot *a, const struct e2e_snapshot *b,
+                        const char *what)
+{
+    if (memcmp(a, b, sizeof *a) == 0)
+        return;
+    fail_msg("%s changed state: wallet alice %lld→%lld bob %lld→%lld, bank alice %lld→%lld "
+             "bob %lld→%lld nodal %lld→%lld, transactions %lld→%lld entries %lld→%lld "
+             "users %lld→%lld",
+             what, (long long)a->wallet_alice, (long long)b->wallet_alice, (long long)a->wallet_bob,
+             (long long)b->wallet_bob, (long long)a->bank_alice, (long long)b->bank_alice,
+             (long long)a->bank_bob, (long long)b->bank_bob, (long long)a->bank_nodal,
+             (long long)b->bank_nodal, (long long)a->transactions, (long long)b->transactions,
+             (long long)a->entries, (long long)b->entries, (long long)a->users,
+             (long long)b->users);
+}

@@ -1,0 +1,152 @@
+/* e2e.h: helpers shared by the end-to-end suites: one cluster per test (bank-service and
+ * wallet-service on free ports, short timeouts), JSON requests to both services with the
+ * right keys, balance and transaction look-ups, waits on conditions with deadlines, and
+ * read-only queries of wallet.db. Helpers assert with cmocka, so they run on the test's
+ * own thread only; e2e_bg_* is the thread-safe way to keep a request in flight. */
+#ifndef PAYLAB_E2E_H
+#define PAYLAB_E2E_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "cluster.h"
+#include "pl.h"
+
+#define E2E_SECRET_BYTES_MAX 160
+#define E2E_KEY_BYTES_MAX 80
+#define E2E_BODY_BYTES_MAX 1024
+/* Every HTTP exchange of a test ends within this (the longest bank timeout used is 3 s). */
+#define E2E_HTTP_TIMEOUT_MS 10000L
+/* A transaction left unknown/pending is settled well within this (horizon ≈ 2 s). */
+#define E2E_SETTLE_TIMEOUT_MS 10000L
+
+/* The wallet's timing flags for one test; 0 takes the suite's default. */
+struct e2e_opts {
+    long bank_timeout_ms;     /* default 300 */
+    long payment_ttl_sync_ms; /* default 1500 */
+};
+
+struct e2e {
+    struct cluster c;
+    struct e2e_opts opts;
+    char api_key[E2E_SECRET_BYTES_MAX];     /* secrets/bank_api_key */
+    char admin_token[E2E_SECRET_BYTES_MAX]; /* secrets/admin_token */
+    unsigned key_seq;
+};
+
+struct e2e_resp {
+    long status;   /* 0: no answer */
+    cJSON *json;   /* NULL when the body is not JSON */
+    bool replayed; /* Idempotent-Replayed: true */
+    struct cluster_reply raw;
+};
+
+/* Runs only the tests matching $E2E_TEST (a cmocka filter, e.g. "test_bank_*"), if set. */
+void e2e_filter_from_env(void);
+
+/* cmocka setup/teardown: allocate the state; teardown destroys the cluster and keeps the
+ * directory (printing the logs' paths) unless e2e_finish ran. */
+int e2e_setup(void **state);
+int e2e_teardown(void **state);
+
+/* Starts bank and wallet (opts may be NULL) and loads the secrets. */
+void e2e_start(struct e2e *e, const struct e2e_opts *opts);
+/* Starts the wallet alone again (after cluster_stop), with the same flags. */
+void e2e_restart_wallet(struct e2e *e);
+void e2e_restart_bank(struct e2e *e);
+/* Asserts `paylab verify` exits 0, then marks the test as passed (its dir is removed). */
+void e2e_finish(struct e2e *e);
+
+/* A fresh Idempotency-Key into out (E2E_KEY_BYTES_MAX). */
+void e2e_new_key(struct e2e *e, char *out);
+
+/* Exchanges; r must be freed with e2e_resp_free. headers: "Name: value", NULL-terminated.
+ * e2e_wallet adds Content-Type: application/json when there is a body, and the key. */
+void e2e_request(const char *method, const char *url, const char *body, size_t body_bytes,
+                 const char *const *headers, struct e2e_resp *r);
+void e2e_wallet(struct e2e *e, const char *method, const char *path, const char *body,
+                const char *idem_key, struct e2e_resp *r);
+/* bearer: the token to send (NULL: no Authorization header). */
+void e2e_bank(struct e2e *e, const char *method, const char *path, const char *body,
+              const char *bearer, struct e2e_resp *r);
+void e2e_resp_free(struct e2e_resp *r);
+
+/* JSON access; each asserts the member exists with that type. */
+const char *e2e_str(const cJSON *obj, const char *key);
+int64_t e2e_int(const cJSON *obj, const char *key);
+bool e2e_is_null(const cJSON *obj, const char *key);
+/* {"error":{"code":…}} → code (asserted present). */
+const char *e2e_error_code(const struct e2e_resp *r);
+/* Asserts r->status == status and, when code is not NULL, the error code. */
+void e2e_expect(const struct e2e_resp *r, long status, const char *code);
+
+/* Asserts the transaction object of docs/contracts.md: id wtx_…, kind, mode, status,
+ * amount_minor, currency INR. */
+void e2e_expect_txn(const cJSON *t, const char *kind, const char *mode, const char *status,
+                    int64_t amount_minor);
+/* Asserts an error answer about a transaction: top-level "id" (wtx_…) and "status";
+ * returns the id (borrowed from r). */
+const char *e2e_expect_txn_error(const struct e2e_resp *r, long status, const char *code,
+                                 const char *txn_status);
+
+/* Domain helpers (assert success). */
+void e2e_user_add(struct e2e *e, const char *user);
+int64_t e2e_wallet_balance(struct e2e *e, const char *user);
+int64_t e2e_bank_balance(struct e2e *e, const char *account);
+void e2e_faults(struct e2e *e, const char *json);
+/* POST /v1/topups (or /v1/withdrawals) {"user","amount_minor","mode"} with key (NULL →
+ * fresh). Returns the status; r holds the answer. */
+long e2e_topup(struct e2e *e, const char *user, int64_t amount_minor, const char *mode,
+               const char *key, struct e2e_resp *r);
+long e2e_withdraw(struct e2e *e, const char *user, int64_t amount_minor, const char *mode,
+                  const char *key, struct e2e_resp *r);
+long e2e_transfer(struct e2e *e, const char *from, const char *to, int64_t amount_minor,
+                  struct e2e_resp *r);
+/* GET /v1/transactions/{id}: 200 asserted; caller cJSON_Delete()s. */
+cJSON *e2e_txn(struct e2e *e, const char *id);
+/* Polls the transaction until succeeded or failed (asserted within the timeout). */
+cJSON *e2e_wait_final(struct e2e *e, const char *id, long timeout_ms);
+/* GET /v1/payments?reference=…: the payment (200) or NULL (404); other statuses fail. */
+cJSON *e2e_bank_payment(struct e2e *e, const char *reference);
+/* Polls the bank until it knows reference; returns the payment. */
+cJSON *e2e_wait_bank_payment(struct e2e *e, const char *reference, long timeout_ms);
+/* Polls the bank until the payment of reference is succeeded or failed. */
+cJSON *e2e_wait_bank_final(struct e2e *e, const char *reference, long timeout_ms);
+
+/* Polls GET /v1/users/{user}/transactions until it lists one; its newest id → id_out. */
+void e2e_wait_newest_txn(struct e2e *e, const char *user, char id_out[64], long timeout_ms);
+
+/* One integer from a read-only query of wallet.db; arg binds ?1 when not NULL. */
+int64_t e2e_wallet_db_int(struct e2e *e, const char *sql, const char *arg);
+
+/* A request kept in flight on its own thread (no cmocka asserts there). */
+struct e2e_bg {
+    pthread_t thread;
+    char url[CLUSTER_URL_BYTES_MAX + 64];
+    char body[E2E_BODY_BYTES_MAX];
+    char key_header[E2E_KEY_BYTES_MAX + 32];
+    struct cluster_reply reply;
+    int rc;
+};
+void e2e_bg_start(struct e2e_bg *bg, struct e2e *e, const char *path, const char *body,
+                  const char *idem_key);
+/* Joins the thread and moves its answer into r (free with e2e_resp_free). */
+void e2e_bg_join(struct e2e_bg *bg, struct e2e_resp *r);
+
+/* Snapshot of what a refused request must not change. */
+struct e2e_snapshot {
+    int64_t wallet_alice, wallet_bob, bank_alice, bank_bob, bank_nodal;
+    int64_t transactions, entries, users;
+};
+void e2e_snapshot_take(struct e2e *e, struct e2e_snapshot *s);
+void e2e_snapshot_equal(const struct e2e_snapshot *a, const struct e2e_snapshot *b,
+                        const char *what);
+
+#endif
