@@ -35,6 +35,10 @@ typedef void (*zbus_recv_fn)(const struct zbus_frame *frames, size_t frames_coun
  * ZMQ_LINGER is 0 so shutdown never blocks. NULL on failure (logged with the endpoint). */
 struct zbus *zbus_open(struct event_base *base, void *zctx, int zmq_type, const char *endpoint,
                        bool bind, int sndhwm, int rcvhwm, zbus_recv_fn on_recv, void *arg);
+/* Removes the event, closes the socket (linger 0: queued outbound messages are discarded)
+ * and frees z; NULL is a no-op. Safe inside any on_recv callback: closing another zbus
+ * frees it at once (a pass it had pending never runs); closing the zbus whose callback is
+ * running frees it when that callback returns. Either way z is invalid afterwards. */
 void zbus_close(struct zbus *z);
 
 /* Sends frames as one multipart message without blocking. 0, PL_EBUSY (high-water mark:

@@ -16,6 +16,7 @@
 #include "zbus.h"
 
 #include <event2/event.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -291,15 +292,43 @@ static void test_echo_from_callback_inproc(void **state)
     free(r.in);
 }
 
+/* libzmq resets ZMQ_FD whenever it processes its command queue, which a send may do: a
+ * message that has already made the fd readable is then announced by nothing. zbus_send
+ * must look at ZMQ_EVENTS afterwards, or the message below waits for the next arrival. */
+static void test_send_consumes_edge(void **state)
+{
+    struct fx *f = *state;
+    struct inbox *in = inbox_new();
+    struct zbus *a = fx_open(f, ZMQ_DEALER, "tcp://127.0.0.1:*", true, 0, on_inbox, in);
+    char endpoint[128];
+    fx_endpoint(a, endpoint, sizeof endpoint);
+    struct zbus *b = fx_open(f, ZMQ_DEALER, endpoint, false, 0, NULL, NULL);
+    const char *first[] = {"first"};
+    assert_int_equal(send_strs(b, first, 1), PL_OK);
+    assert_true(wait_messages(f, in, 1)); /* connected, and a's pass left it idle */
+
+    const char *second[] = {"second"};
+    assert_int_equal(send_strs(b, second, 1), PL_OK);
+    int fd = -1;
+    size_t fd_bytes = sizeof fd;
+    assert_int_equal(zmq_getsockopt(zbus_socket(a), ZMQ_FD, &fd, &fd_bytes), 0);
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&pfd, 1, WAIT_MS), 1); /* the edge is up; the loop has not run */
+    const char *reply[] = {"reply"};
+    assert_int_equal(send_strs(a, reply, 1), PL_OK);
+    assert_true(wait_messages(f, in, 2));
+    assert_string_equal(in->frames[1][0], "second");
+    free(in);
+}
+
 /* ---------------------------------------------------------------- PUB / SUB */
 
 struct pubsub {
     struct fx *f;
     struct zbus *pub;
-    struct inbox *alice; /* subscribed to "user.alice." */
-    struct inbox *all;   /* subscribed to "user." */
-    const char *probe_topic;
-    struct inbox *probe_until; /* publish probe_topic until this inbox holds a message */
+    struct inbox *alice;     /* subscribed to "user.alice." */
+    struct inbox *all;       /* subscribed to "user." */
+    const char *probe_topic; /* what on_probe_tick publishes */
 };
 
 static void publish(struct zbus *pub, const char *topic, const char *body)
@@ -316,10 +345,19 @@ static void on_probe_tick(evutil_socket_t fd, short what, void *arg)
     publish(ps->pub, ps->probe_topic, "probe");
 }
 
-static bool inbox_nonempty(void *arg)
+struct topic_wait {
+    const struct inbox *in;
+    const char *topic;
+};
+
+static bool has_topic(void *arg)
 {
-    const struct inbox *in = arg;
-    return in->messages_count > 0;
+    const struct topic_wait *w = arg;
+    for (size_t i = 0; i < w->in->messages_count; i++) {
+        if (strcmp(w->in->frames[i][0], w->topic) == 0)
+            return true;
+    }
+    return false;
 }
 
 /* Slow joiner: a subscription is live only once the PUB has seen it, which takes a round
@@ -331,7 +369,8 @@ static void await_subscription(struct pubsub *ps, const char *topic, struct inbo
     assert_non_null(tick);
     ps->probe_topic = topic;
     assert_int_equal(event_add(tick, &every), 0);
-    bool live = pump(ps->f, inbox_nonempty, in, WAIT_MS);
+    struct topic_wait w = {in, topic};
+    bool live = pump(ps->f, has_topic, &w, WAIT_MS);
     event_free(tick);
     assert_true(live);
 }
@@ -394,22 +433,6 @@ static void test_pubsub_topics(void **state)
     free(ps.all);
 }
 
-/* Publishes the probe topic every 5 ms until in holds a message on topic. */
-struct topic_wait {
-    const struct inbox *in;
-    const char *topic;
-};
-
-static bool has_topic(void *arg)
-{
-    const struct topic_wait *w = arg;
-    for (size_t i = 0; i < w->in->messages_count; i++) {
-        if (strcmp(w->in->frames[i][0], w->topic) == 0)
-            return true;
-    }
-    return false;
-}
-
 static void test_pubsub_unsubscribe(void **state)
 {
     struct fx *f = *state;
@@ -422,15 +445,7 @@ static void test_pubsub_unsubscribe(void **state)
      * "sys.fence." subscription is live at the PUB, the unsubscribe before it is too. */
     assert_int_equal(zbus_unsubscribe(sub_alice, "user.alice."), PL_OK);
     assert_int_equal(zbus_subscribe(sub_alice, "sys.fence."), PL_OK);
-    struct topic_wait fence = {ps.alice, "sys.fence."};
-    struct timeval every = {.tv_sec = 0, .tv_usec = 5000};
-    struct event *tick = event_new(f->base, -1, EV_PERSIST, on_probe_tick, &ps);
-    assert_non_null(tick);
-    ps.probe_topic = "sys.fence.";
-    assert_int_equal(event_add(tick, &every), 0);
-    bool live = pump(f, has_topic, &fence, WAIT_MS);
-    event_free(tick);
-    assert_true(live);
+    await_subscription(&ps, "sys.fence.", ps.alice);
 
     publish(ps.pub, "user.alice.", "a2");
     publish(ps.pub, "sys.fence.", "end");
@@ -725,6 +740,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_router_dealer_tcp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_echo_from_callback_inproc, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_consumes_edge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pubsub_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pubsub_unsubscribe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_burst_budget, setup, teardown),
