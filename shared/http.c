@@ -137,7 +137,7 @@ void http_add_header(struct evhttp_request *req, const char *name, const char *v
 }
 
 /* True for "application/json", any case, optionally followed by parameters. */
-static bool http_is_json_type(const char *ct)
+bool http_is_json_type(const char *ct)
 {
     if (ct == NULL)
         return false;

@@ -59,6 +59,10 @@ void http_add_header(struct evhttp_request *req, const char *name, const char *v
  * *raw is a malloc'ed NUL-terminated copy of the body (*raw_bytes long), caller free()s. */
 int http_read_json(struct evhttp_request *req, cJSON **out, char **raw, size_t *raw_bytes);
 
+/* True when a Content-Type value is application/json, with or without parameters
+ * (";charset=utf-8"), case-insensitive. For handlers that must see the raw body first. */
+bool http_is_json_type(const char *content_type);
+
 /* The decoded path of the request without the query ("/v1/payments/bp_…"); borrowed,
  * valid until the reply. NULL for an unparsable URI. */
 const char *http_path(struct evhttp_request *req);

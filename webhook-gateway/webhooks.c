@@ -425,20 +425,6 @@ void webhooks_on_ack(const struct zbus_frame *frames, size_t frames_count, void 
 
 /* True for "application/json", any case, optionally followed by parameters. (http.c has the
  * same test, static; http_read_json would parse the body before we verified it.) */
-static bool webhooks_is_json_type(const char *ct)
-{
-    if (ct == NULL)
-        return false;
-    while (*ct == ' ' || *ct == '\t')
-        ct++;
-    const char *want = "application/json";
-    size_t n = strlen(want);
-    if (strncasecmp(ct, want, n) != 0)
-        return false;
-    char next = ct[n];
-    return next == '\0' || next == ';' || next == ' ' || next == '\t';
-}
-
 /* The sender's text made safe for a logfmt value: printable, no quotes or spaces, cut. */
 static void webhooks_log_copy(const char *in, char *out, size_t cap)
 {
@@ -507,7 +493,7 @@ static bool webhooks_precheck(struct gateway_ctx *ctx, struct evhttp_request *re
                        "shutdown");
         return false;
     }
-    if (!webhooks_is_json_type(http_header(req, "Content-Type"))) {
+    if (!http_is_json_type(http_header(req, "Content-Type"))) {
         webhooks_error(ctx, req, start_us, 415, "unsupported_media_type",
                        "the body must be JSON (Content-Type: application/json)", "bad_request");
         return false;
