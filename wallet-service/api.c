@@ -30,6 +30,7 @@
 #include "pl.h"
 #include "sign.h"
 #include "wallet.h"
+#include "zbus.h"
 
 /* One request being handled (or a deferred one being answered). */
 struct api_call {
@@ -60,7 +61,8 @@ static size_t idem_probe(const struct idem_set *s, const char *key)
 {
     size_t i = idem_hash(key);
     for (size_t n = 0; n < WALLET_IDEM_SET_SLOTS; n++) {
-        if (s->keys[i][0] == '\0' || strcmp(s->keys[i], key) == 0) return i;
+        if (s->keys[i][0] == '\0' || strcmp(s->keys[i], key) == 0)
+            return i;
         i = (i + 1) % WALLET_IDEM_SET_SLOTS;
     }
     assert(!"the idempotency set is never full: count <= WALLET_PENDING_MAX");
@@ -91,14 +93,17 @@ static bool idem_between(size_t i, size_t h, size_t j)
 static void idem_set_remove(struct idem_set *s, const char *key)
 {
     size_t i = idem_probe(s, key);
-    if (s->keys[i][0] == '\0') return;
+    if (s->keys[i][0] == '\0')
+        return;
     s->keys[i][0] = '\0';
     s->count--;
     size_t j = i;
     for (size_t n = 0; n < WALLET_IDEM_SET_SLOTS; n++) {
         j = (j + 1) % WALLET_IDEM_SET_SLOTS;
-        if (s->keys[j][0] == '\0') return;
-        if (idem_between(i, idem_hash(s->keys[j]), j)) continue;
+        if (s->keys[j][0] == '\0')
+            return;
+        if (idem_between(i, idem_hash(s->keys[j]), j))
+            continue;
         memcpy(s->keys[i], s->keys[j], sizeof s->keys[i]);
         s->keys[j][0] = '\0';
         i = j;
@@ -117,7 +122,8 @@ static void api_error_extra(const struct api_call *c, int status, const char *co
                             const char *message, const cJSON *extra)
 {
     api_observe(c, status);
-    if (c->req == NULL) return;
+    if (c->req == NULL)
+        return;
     if (status == 429 || (status == 503 && strcmp(code, "busy") == 0))
         http_add_header(c->req, "Retry-After", "1");
     http_reply_error_extra(c->req, status, code, message, extra);
@@ -131,7 +137,8 @@ static void api_error(const struct api_call *c, int status, const char *code, co
 static void api_json(const struct api_call *c, int status, const cJSON *obj)
 {
     api_observe(c, status);
-    if (c->req == NULL) return;
+    if (c->req == NULL)
+        return;
     if (obj == NULL) {
         http_reply_error(c->req, 500, "internal", "out of memory");
         return;
@@ -165,7 +172,8 @@ static cJSON *api_txn_json(struct wallet_ctx *ctx, const struct ledger_txn *t,
                            const char *balance_user)
 {
     cJSON *o = cJSON_CreateObject();
-    if (o == NULL) return NULL;
+    if (o == NULL)
+        return NULL;
     cJSON_AddStringToObject(o, "id", t->id);
     cJSON_AddStringToObject(o, "kind", txn_kind_name(t->kind));
     cJSON_AddStringToObject(o, "mode", txn_mode_name(t->mode));
@@ -175,7 +183,8 @@ static cJSON *api_txn_json(struct wallet_ctx *ctx, const struct ledger_txn *t,
     cJSON_AddStringToObject(o, "user", t->user);
     cJSON_AddStringToObject(o, "counterparty", t->counterparty);
     json_add_string_or_null(o, "note", t->note, t->has_note);
-    json_add_string_or_null(o, "bank_payment_id", t->bank_payment_id, t->bank_payment_id[0] != '\0');
+    json_add_string_or_null(o, "bank_payment_id", t->bank_payment_id,
+                            t->bank_payment_id[0] != '\0');
     json_add_string_or_null(o, "failure_reason", t->failure_reason, t->failure_reason[0] != '\0');
     json_add_string_or_null(o, "settled_by", txn_settled_by_name(t->settled_by),
                             t->settled_by != SETTLED_NONE);
@@ -199,7 +208,8 @@ static cJSON *api_txn_json(struct wallet_ctx *ctx, const struct ledger_txn *t,
 static void api_reply_txn(const struct api_call *c, const struct ledger_txn *t, int unknown_status,
                           bool replayed)
 {
-    if (c->req != NULL && replayed) http_add_header(c->req, "Idempotent-Replayed", "true");
+    if (c->req != NULL && replayed)
+        http_add_header(c->req, "Idempotent-Replayed", "true");
     cJSON *o = api_txn_json(c->ctx, t, NULL);
     if (t->status == TXN_SUCCEEDED) {
         api_json(c, 200, o);
@@ -216,11 +226,13 @@ static void api_reply_txn(const struct api_call *c, const struct ledger_txn *t, 
     } else if (unknown_status == 504) {
         api_error_extra(c, 504, "bank_timeout",
                         "the bank did not answer in time; the outcome is unknown until the "
-                        "reconciler asks the bank", o);
+                        "reconciler asks the bank",
+                        o);
     } else {
         api_error_extra(c, 502, "bank_error",
                         "the bank's answer was not definite; the outcome is unknown until the "
-                        "reconciler asks the bank", o);
+                        "reconciler asks the bank",
+                        o);
     }
     cJSON_Delete(o);
 }
@@ -231,7 +243,8 @@ bool api_payment_in_flight(const struct wallet_ctx *ctx, const char *txn_id)
 {
     for (size_t i = 0; i < WALLET_PENDING_MAX; i++) {
         const struct api_pending *p = &ctx->pending[i];
-        if (p->kind == PENDING_PAYMENT && strcmp(p->txn_id, txn_id) == 0) return true;
+        if (p->kind == PENDING_PAYMENT && strcmp(p->txn_id, txn_id) == 0)
+            return true;
     }
     return false;
 }
@@ -239,16 +252,19 @@ bool api_payment_in_flight(const struct wallet_ctx *ctx, const char *txn_id)
 static void api_conn_closed(struct evhttp_connection *conn, void *arg)
 {
     struct api_pending *p = arg;
-    if (p->kind == PENDING_FREE || p->conn != conn) return;
-    log_info("client went away; its bank call goes on and will settle", "txn=%s user=%s",
-             p->txn_id, p->user);
+    if (p->kind == PENDING_FREE || p->conn != conn)
+        return;
+    log_info("client went away; its bank call goes on and will settle", "txn=%s user=%s", p->txn_id,
+             p->user);
     struct evhttp_request *req = p->req;
-    if (p->watch != NULL) event_free(p->watch);
+    if (p->watch != NULL)
+        event_free(p->watch);
     p->watch = NULL;
     p->req = NULL;
     p->conn = NULL;
     /* evhttp detached a request awaiting our reply from its dead connection: it is ours. */
-    if (req != NULL && evhttp_request_get_connection(req) == NULL) evhttp_request_free(req);
+    if (req != NULL && evhttp_request_get_connection(req) == NULL)
+        evhttp_request_free(req);
 }
 
 /* evhttp 2.1 stops reading a connection while its request awaits our reply, so it never
@@ -265,9 +281,10 @@ static void api_client_watch(evutil_socket_t fd, short what, void *arg)
         event_add(p->watch, NULL);
         return;
     }
-    if (n > 0) return; /* a pipelined request: stop watching, evhttp reads it later */
-    log_info("client went away; its bank call goes on and will settle", "txn=%s user=%s",
-             p->txn_id, p->user);
+    if (n > 0)
+        return; /* a pipelined request: stop watching, evhttp reads it later */
+    log_info("client went away; its bank call goes on and will settle", "txn=%s user=%s", p->txn_id,
+             p->user);
     struct evhttp_connection *conn = p->conn;
     evhttp_connection_set_closecb(conn, NULL, NULL);
     p->req = NULL;
@@ -279,18 +296,22 @@ static void api_watch_start(struct api_pending *p)
 {
     struct bufferevent *bev = evhttp_connection_get_bufferevent(p->conn);
     evutil_socket_t fd = bev != NULL ? bufferevent_getfd(bev) : -1;
-    if (fd < 0) return;
+    if (fd < 0)
+        return;
     p->watch = event_new(p->ctx->base, fd, EV_READ, api_client_watch, p);
-    if (p->watch != NULL) event_add(p->watch, NULL);
+    if (p->watch != NULL)
+        event_add(p->watch, NULL);
 }
 
 static struct api_pending *api_pending_take(struct wallet_ctx *ctx, const struct api_call *c,
                                             enum pending_kind kind)
 {
-    if (ctx->pending_count >= WALLET_PENDING_MAX) return NULL;
+    if (ctx->pending_count >= WALLET_PENDING_MAX)
+        return NULL;
     for (size_t i = 0; i < WALLET_PENDING_MAX; i++) {
         struct api_pending *p = &ctx->pending[i];
-        if (p->kind != PENDING_FREE) continue;
+        if (p->kind != PENDING_FREE)
+            continue;
         memset(p, 0, sizeof *p);
         p->kind = kind;
         p->ctx = ctx;
@@ -298,8 +319,10 @@ static struct api_pending *api_pending_take(struct wallet_ctx *ctx, const struct
         p->route = c->route;
         p->start_us = c->start_us;
         p->conn = evhttp_request_get_connection(c->req);
-        if (p->conn != NULL) evhttp_connection_set_closecb(p->conn, api_conn_closed, p);
-        if (p->conn != NULL) api_watch_start(p);
+        if (p->conn != NULL)
+            evhttp_connection_set_closecb(p->conn, api_conn_closed, p);
+        if (p->conn != NULL)
+            api_watch_start(p);
         ctx->pending_count++;
         return p;
     }
@@ -310,9 +333,11 @@ static struct api_pending *api_pending_take(struct wallet_ctx *ctx, const struct
 /* The call through which p's client is answered; detaches the close callback first. */
 static struct api_call api_pending_call(struct api_pending *p)
 {
-    if (p->watch != NULL) event_free(p->watch);
+    if (p->watch != NULL)
+        event_free(p->watch);
     p->watch = NULL;
-    if (p->conn != NULL) evhttp_connection_set_closecb(p->conn, NULL, NULL);
+    if (p->conn != NULL)
+        evhttp_connection_set_closecb(p->conn, NULL, NULL);
     struct api_call c = {.ctx = p->ctx, .req = p->req, .route = p->route, .start_us = p->start_us};
     p->req = NULL;
     p->conn = NULL;
@@ -326,7 +351,8 @@ static void api_pending_release(struct api_pending *p)
     assert(p->xfer == NULL);
     assert(p->req == NULL);
     assert(p->watch == NULL);
-    if (p->idem_key[0] != '\0') idem_set_remove(&ctx->inflight_keys, p->idem_key);
+    if (p->idem_key[0] != '\0')
+        idem_set_remove(&ctx->inflight_keys, p->idem_key);
     memset(p, 0, sizeof *p);
     assert(ctx->pending_count > 0);
     ctx->pending_count--;
@@ -341,8 +367,10 @@ void api_abort_pending(struct wallet_ctx *ctx)
 {
     for (size_t i = 0; i < WALLET_PENDING_MAX; i++) {
         struct api_pending *p = &ctx->pending[i];
-        if (p->kind == PENDING_FREE) continue;
-        if (p->xfer != NULL) curlev_cancel(ctx->curl, p->xfer);
+        if (p->kind == PENDING_FREE)
+            continue;
+        if (p->xfer != NULL)
+            curlev_cancel(ctx->curl, p->xfer);
         p->xfer = NULL;
         struct api_call c = api_pending_call(p);
         struct ledger_txn t;
@@ -361,7 +389,8 @@ static bool api_field_string(const struct api_call *c, const cJSON *o, const cha
                              bool required, size_t max_chars, const char **out)
 {
     enum json_status st = json_get_string(o, key, required, max_chars, out);
-    if (st == JSON_OK) return true;
+    if (st == JSON_OK)
+        return true;
     char msg[128];
     if (st == JSON_MISSING) {
         snprintf(msg, sizeof msg, "\"%s\" is required", key);
@@ -376,8 +405,10 @@ static bool api_field_string(const struct api_call *c, const cJSON *o, const cha
 static bool api_field_user(const struct api_call *c, const cJSON *o, const char *key,
                            const char **out)
 {
-    if (!api_field_string(c, o, key, true, USER_HANDLE_CHARS_MAX, out)) return false;
-    if (ids_user_valid(*out)) return true;
+    if (!api_field_string(c, o, key, true, USER_HANDLE_CHARS_MAX, out))
+        return false;
+    if (ids_user_valid(*out))
+        return true;
     char msg[128];
     snprintf(msg, sizeof msg, "\"%s\" must match [a-z0-9_]{1,32}", key);
     api_error(c, 400, "invalid_field", msg);
@@ -405,8 +436,10 @@ static bool api_field_amount(const struct api_call *c, const cJSON *o, int64_t *
 static bool api_field_currency(const struct api_call *c, const cJSON *o)
 {
     const char *currency = NULL;
-    if (!api_field_string(c, o, "currency", false, 64, &currency)) return false;
-    if (currency == NULL || strcmp(currency, "INR") == 0) return true;
+    if (!api_field_string(c, o, "currency", false, 64, &currency))
+        return false;
+    if (currency == NULL || strcmp(currency, "INR") == 0)
+        return true;
     api_error(c, 422, "unsupported_currency", "only INR is supported");
     return false;
 }
@@ -414,13 +447,10 @@ static bool api_field_currency(const struct api_call *c, const cJSON *o)
 static bool api_field_mode(const struct api_call *c, const cJSON *o, enum txn_mode *out)
 {
     const char *mode = NULL;
-    if (!api_field_string(c, o, "mode", true, 16, &mode)) return false;
+    if (!api_field_string(c, o, "mode", true, 16, &mode))
+        return false;
     if (txn_mode_parse(mode, out) != 0 || *out == TXN_MODE_INTERNAL) {
         api_error(c, 400, "invalid_field", "\"mode\" must be sync, sync-blocking or async");
-        return false;
-    }
-    if (*out == TXN_MODE_ASYNC) {
-        api_error(c, 422, "unsupported_mode", "async mode is not available yet; use sync");
         return false;
     }
     return true;
@@ -430,7 +460,8 @@ static bool api_field_mode(const struct api_call *c, const cJSON *o, enum txn_mo
 static bool api_idem_header(const struct api_call *c, const char **key_out)
 {
     *key_out = http_header(c->req, "Idempotency-Key");
-    if (*key_out == NULL || ids_idem_key_valid(*key_out)) return true;
+    if (*key_out == NULL || ids_idem_key_valid(*key_out))
+        return true;
     api_error(c, 400, "invalid_idempotency_key",
               "Idempotency-Key must be 1..64 printable ASCII characters without spaces");
     return false;
@@ -457,11 +488,13 @@ static void api_fingerprint(const char *route, const char *a, const char *b, int
  * current state. Returns false when the key is new (nothing was sent). */
 static bool api_idem_seen(const struct api_call *c, const char *key, const char *fingerprint)
 {
-    if (key == NULL) return false;
+    if (key == NULL)
+        return false;
     struct wallet_ctx *ctx = c->ctx;
     struct ledger_idem row;
     int rc = ledger_idem_get(&ctx->db, key, &row);
-    if (rc == PL_ENOTFOUND) return false;
+    if (rc == PL_ENOTFOUND)
+        return false;
     if (rc != 0) {
         api_db_error(c, rc, NULL);
         return true;
@@ -490,7 +523,8 @@ static bool api_idem_seen(const struct api_call *c, const char *key, const char 
 /* Reads the JSON body; false after the reply http_read_json already sent. */
 static bool api_body(const struct api_call *c, cJSON **out)
 {
-    if (http_read_json(c->req, out, NULL, NULL) == 0) return true;
+    if (http_read_json(c->req, out, NULL, NULL) == 0)
+        return true;
     api_observe(c, 400);
     return false;
 }
@@ -583,8 +617,10 @@ static void api_payment_done(const struct curlev_result *res, void *arg)
     struct bank_answer a;
     bank_classify(res, &t, &a);
     if (a.verdict == BANK_NOT_FOUND || a.verdict == BANK_PROCESSING) {
-        snprintf(a.detail, sizeof a.detail, "the bank answered HTTP %ld %s to a sync payment; the "
-                 "reconciler will ask", a.http_status, a.verdict == BANK_PROCESSING ? "processing" : "");
+        snprintf(a.detail, sizeof a.detail,
+                 "the bank answered HTTP %ld %s to a sync payment; the "
+                 "reconciler will ask",
+                 a.http_status, a.verdict == BANK_PROCESSING ? "processing" : "");
     }
     api_bank_count(ctx, "payment", bank_verdict_name(a.verdict));
     struct settle_outcome o;
@@ -643,14 +679,35 @@ static void api_payment_send(struct api_pending *p, const struct ledger_txn *t)
     }
 }
 
-/* ONE commit: the transaction, its hold (withdrawal), its timeline and its key. */
-static int api_payment_record(struct wallet_ctx *ctx, const struct ledger_txn *t,
-                              const char *key, const char *fingerprint)
+/* The second timeline line of a new payment: how it goes to the bank. */
+static void api_payment_call_reason(const struct wallet_ctx *ctx, const struct ledger_txn *t,
+                                    char *reason, size_t cap)
+{
+    if (t->mode == TXN_MODE_ASYNC) {
+        snprintf(reason, cap,
+                 "POST /v1/payments (mode async) stored in the outbox: sent after "
+                 "this commit and re-sent unchanged until the bank takes it (deadline "
+                 "expires_at_ms %lld); the outcome arrives by webhook",
+                 (long long)t->expires_at_ms);
+        return;
+    }
+    snprintf(reason, cap,
+             "POST /v1/payments to the bank on a fresh connection%s "
+             "(timeout %lld ms, deadline expires_at_ms %lld)",
+             t->mode == TXN_MODE_SYNC_BLOCKING ? ", blocking the event loop" : "",
+             (long long)ctx->cfg.bank_timeout_ms, (long long)t->expires_at_ms);
+}
+
+/* ONE commit: the transaction, its hold (withdrawal), its timeline, its key, its events and
+ * (async) its outbox row. */
+static int api_payment_record(struct wallet_ctx *ctx, const struct ledger_txn *t, const char *key,
+                              const char *fingerprint)
 {
     char amount[MONEY_FORMAT_BYTES_MAX], reason[WALLET_REASON_BYTES_MAX];
     money_format(t->amount_minor, amount, sizeof amount);
     int rc = db_begin(&ctx->db);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     rc = ledger_txn_insert(&ctx->db, t);
     if (rc == 0 && t->kind == TXN_KIND_WITHDRAWAL) {
         char wallet[WALLET_ACCOUNT_ID_BYTES_MAX];
@@ -662,19 +719,26 @@ static int api_payment_record(struct wallet_ctx *ctx, const struct ledger_txn *t
              t->kind == TXN_KIND_TOPUP ? "top-up" : "withdrawal", amount,
              t->kind == TXN_KIND_TOPUP ? "from" : "to", t->counterparty, txn_mode_name(t->mode),
              t->kind == TXN_KIND_TOPUP ? "" : "; the amount is held in payouts:in_flight");
-    if (rc == 0) rc = ledger_log(&ctx->db, t->id, t->created_at_ms, "created", t->status, reason);
-    snprintf(reason, sizeof reason, "POST /v1/payments to the bank on a fresh connection%s "
-             "(timeout %lld ms, deadline expires_at_ms %lld)",
-             t->mode == TXN_MODE_SYNC_BLOCKING ? ", blocking the event loop" : "",
-             (long long)ctx->cfg.bank_timeout_ms, (long long)t->expires_at_ms);
-    if (rc == 0) rc = ledger_log(&ctx->db, t->id, t->created_at_ms, "bank_call", t->status, reason);
+    if (rc == 0)
+        rc = ledger_log(&ctx->db, t->id, t->created_at_ms, "created", t->status, reason);
+    api_payment_call_reason(ctx, t, reason, sizeof reason);
+    const char *event = t->mode == TXN_MODE_ASYNC ? "outbox" : "bank_call";
+    if (rc == 0)
+        rc = ledger_log(&ctx->db, t->id, t->created_at_ms, event, t->status, reason);
     if (rc == 0 && key != NULL)
         rc = ledger_idem_insert(&ctx->db, key, fingerprint, t->id, 202, t->created_at_ms);
+    if (rc == 0 && t->mode == TXN_MODE_ASYNC)
+        rc = outbox_insert(ctx, t, t->created_at_ms);
+    if (rc == 0)
+        rc = events_record(ctx, t, t->user, t->kind == TXN_KIND_WITHDRAWAL, t->created_at_ms);
     if (rc != 0) {
         db_rollback(&ctx->db);
         return rc;
     }
-    return db_commit(&ctx->db);
+    rc = db_commit(&ctx->db);
+    if (rc == 0)
+        events_kick(ctx);
+    return rc;
 }
 
 /* Fills t from the validated body; false after an error reply. */
@@ -684,10 +748,14 @@ static bool api_payment_parse(const struct api_call *c, const cJSON *o, enum txn
     const char *user = NULL;
     memset(t, 0, sizeof *t);
     t->kind = kind;
-    if (!api_field_user(c, o, "user", &user)) return false;
-    if (!api_field_amount(c, o, &t->amount_minor)) return false;
-    if (!api_field_mode(c, o, &t->mode)) return false;
-    if (!api_field_currency(c, o)) return false;
+    if (!api_field_user(c, o, "user", &user))
+        return false;
+    if (!api_field_amount(c, o, &t->amount_minor))
+        return false;
+    if (!api_field_mode(c, o, &t->mode))
+        return false;
+    if (!api_field_currency(c, o))
+        return false;
     struct ledger_user u;
     int rc = ledger_user_get(&c->ctx->db, user, &u);
     if (rc == PL_ENOTFOUND) {
@@ -703,26 +771,64 @@ static bool api_payment_parse(const struct api_call *c, const cJSON *o, enum txn
     return true;
 }
 
+/* The fields every new top-up or withdrawal gets: id, traceparent, times, deadline. */
+static int api_payment_init(const struct wallet_ctx *ctx, struct ledger_txn *t)
+{
+    int64_t now_ms = pl_now_ms();
+    t->status = TXN_PENDING;
+    t->created_at_ms = now_ms;
+    t->updated_at_ms = now_ms;
+    t->expires_at_ms = now_ms + (t->mode == TXN_MODE_ASYNC ? ctx->cfg.payment_ttl_async_ms
+                                                           : ctx->cfg.payment_ttl_sync_ms);
+    int rc = ids_new("wtx_", t->id, sizeof t->id);
+    if (rc == 0)
+        rc = ids_traceparent_new(t->traceparent);
+    return rc;
+}
+
+/* Async: ONE commit (transaction, hold, key, events, outbox row), then 202 at once; the
+ * outbox sends the request after the commit. */
+static void api_payment_async(const struct api_call *c, struct ledger_txn *t, const char *key,
+                              const char *fingerprint)
+{
+    struct wallet_ctx *ctx = c->ctx;
+    int rc = api_payment_init(ctx, t);
+    if (rc == 0)
+        rc = api_payment_record(ctx, t, key, fingerprint);
+    if (rc == LEDGER_EFUNDS) {
+        api_error(c, 422, "insufficient_funds", "the wallet balance is too low");
+        return;
+    }
+    if (rc != 0) {
+        api_db_error(c, rc, NULL);
+        return;
+    }
+    log_info("payment requested", "txn=%s trace=%s kind=%s mode=async amount_minor=%lld user=%s",
+             t->id, t->traceparent, txn_kind_name(t->kind), (long long)t->amount_minor, t->user);
+    outbox_kick(ctx);
+    api_reply_txn(c, t, 0, false);
+}
+
 /* Records t and calls the bank; answers later (or at once on a refusal). */
 static void api_payment_begin(const struct api_call *c, struct ledger_txn *t, const char *key)
 {
     struct wallet_ctx *ctx = c->ctx;
     char fingerprint[WALLET_FINGERPRINT_BYTES];
     api_fingerprint(c->route, t->user, txn_mode_name(t->mode), t->amount_minor, "INR", fingerprint);
-    if (api_idem_seen(c, key, fingerprint)) return;
+    if (api_idem_seen(c, key, fingerprint))
+        return;
+    if (t->mode == TXN_MODE_ASYNC) {
+        api_payment_async(c, t, key, fingerprint);
+        return;
+    }
     struct api_pending *p = api_pending_take(ctx, c, PENDING_PAYMENT);
     if (p == NULL) {
         api_error(c, 429, "overloaded", "too many requests in flight; retry in a second");
         return;
     }
-    int64_t now_ms = pl_now_ms();
-    t->status = TXN_PENDING;
-    t->created_at_ms = now_ms;
-    t->updated_at_ms = now_ms;
-    t->expires_at_ms = now_ms + ctx->cfg.payment_ttl_sync_ms;
-    int rc = ids_new("wtx_", t->id, sizeof t->id);
-    if (rc == 0) rc = ids_traceparent_new(t->traceparent);
-    if (rc == 0) rc = api_payment_record(ctx, t, key, fingerprint);
+    int rc = api_payment_init(ctx, t);
+    if (rc == 0)
+        rc = api_payment_record(ctx, t, key, fingerprint);
     if (rc != 0) {
         struct api_call held = api_pending_call(p);
         if (rc == LEDGER_EFUNDS) {
@@ -752,11 +858,14 @@ static void api_payment(const struct api_call *c, enum txn_kind kind)
         return;
     }
     const char *key = NULL;
-    if (!api_idem_header(c, &key)) return;
+    if (!api_idem_header(c, &key))
+        return;
     cJSON *o = NULL;
-    if (!api_body(c, &o)) return;
+    if (!api_body(c, &o))
+        return;
     struct ledger_txn t;
-    if (api_payment_parse(c, o, kind, &t)) api_payment_begin(c, &t, key);
+    if (api_payment_parse(c, o, kind, &t))
+        api_payment_begin(c, &t, key);
     cJSON_Delete(o);
 }
 
@@ -765,11 +874,13 @@ static void api_payment(const struct api_call *c, enum txn_kind kind)
 static bool api_bank_account_valid(const char *s)
 {
     size_t n = strlen(s);
-    if (n < 1 || n > WALLET_BANK_ACCOUNT_CHARS_MAX) return false;
+    if (n < 1 || n > WALLET_BANK_ACCOUNT_CHARS_MAX)
+        return false;
     for (size_t i = 0; i < n; i++) {
         char ch = s[i];
         bool ok = (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-';
-        if (!ok) return false;
+        if (!ok)
+            return false;
     }
     return true;
 }
@@ -780,21 +891,29 @@ static void api_default_bank_account(const char *user, char *out, size_t cap)
     int n = snprintf(out, cap, "HDFC-%s", user);
     assert(n > 0 && (size_t)n < cap);
     for (char *p = out; *p != '\0'; p++) {
-        if (*p >= 'a' && *p <= 'z') *p = (char)(*p - 'a' + 'A');
-        if (*p == '_') *p = '-';
+        if (*p >= 'a' && *p <= 'z')
+            *p = (char)(*p - 'a' + 'A');
+        if (*p == '_')
+            *p = '-';
     }
 }
 
 static cJSON *api_user_json(struct wallet_ctx *ctx, const struct ledger_user *u)
 {
     cJSON *o = cJSON_CreateObject();
-    if (o == NULL) return NULL;
+    if (o == NULL)
+        return NULL;
     cJSON_AddStringToObject(o, "user", u->user);
     json_add_string_or_null(o, "phone", u->phone, u->has_phone);
     cJSON_AddStringToObject(o, "bank_account", u->bank_account);
     cJSON_AddNumberToObject(o, "balance_minor", (double)u->balance_minor);
     cJSON_AddStringToObject(o, "epoch", ctx->epoch);
-    cJSON_AddNumberToObject(o, "head_seq", 0); /* events arrive with the async work */
+    int64_t head = 0;
+    if (events_head(&ctx->db, u->user, &head) != 0) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    cJSON_AddNumberToObject(o, "head_seq", (double)head);
     cJSON_AddNumberToObject(o, "created_at_ms", (double)u->created_at_ms);
     return o;
 }
@@ -806,7 +925,8 @@ static int api_add_ws_token(struct wallet_ctx *ctx, const char *user, cJSON *o,
     char token[SIGN_TOKEN_BYTES_MAX];
     int64_t expires_at = pl_now_ms() / 1000 + ctx->cfg.ws_token_ttl_s;
     int rc = sign_ws_token(ctx->token_secret, user, expires_at, token, sizeof token);
-    if (rc < 0) return rc;
+    if (rc < 0)
+        return rc;
     cJSON_AddStringToObject(o, token_key, token);
     cJSON_AddNumberToObject(o, expiry_key, (double)expires_at);
     return 0;
@@ -826,8 +946,8 @@ static void api_user_insert(struct api_pending *p)
     struct wallet_ctx *ctx = p->ctx;
     int rc = db_begin(&ctx->db);
     if (rc == 0) {
-        rc = ledger_user_insert(&ctx->db, p->user, p->has_phone ? p->phone : NULL,
-                                p->bank_account, pl_now_ms());
+        rc = ledger_user_insert(&ctx->db, p->user, p->has_phone ? p->phone : NULL, p->bank_account,
+                                pl_now_ms());
         if (rc != 0) {
             db_rollback(&ctx->db);
         } else {
@@ -836,7 +956,8 @@ static void api_user_insert(struct api_pending *p)
     }
     struct api_call c = api_pending_call(p);
     struct ledger_user u;
-    if (rc == 0) rc = ledger_user_get(&ctx->db, p->user, &u);
+    if (rc == 0)
+        rc = ledger_user_get(&ctx->db, p->user, &u);
     if (rc == PL_ECONFLICT) {
         api_error(&c, 409, "user_exists", "this user already exists");
     } else if (rc != 0) {
@@ -868,8 +989,11 @@ static void api_user_done(const struct curlev_result *res, void *arg)
     char outcome[32];
     snprintf(outcome, sizeof outcome, "http_%ld", res->http_status);
     bool answered = res->outcome == CURLEV_ANSWERED;
-    api_bank_count(p->ctx, call, answered ? outcome : (res->outcome == CURLEV_REFUSED ? "refused"
-                                       : res->outcome == CURLEV_TIMEOUT ? "timeout" : "error"));
+    api_bank_count(p->ctx, call,
+                   answered ? outcome
+                            : (res->outcome == CURLEV_REFUSED   ? "refused"
+                               : res->outcome == CURLEV_TIMEOUT ? "timeout"
+                                                                : "error"));
     if (res->outcome == CURLEV_REFUSED) {
         api_user_finish_error(p, 503, "bank_unreachable", "the bank refused the connection");
     } else if (res->outcome == CURLEV_TIMEOUT) {
@@ -884,8 +1008,8 @@ static void api_user_done(const struct curlev_result *res, void *arg)
     } else if (p->user_step == 1 && res->http_status == 404) {
         api_user_finish_error(p, 422, "unknown_bank_account", "the bank has no such account");
     } else {
-        log_warn("the bank refused a user-creation call", "user=%s call=%s http=%ld", p->user,
-                 call, res->http_status);
+        log_warn("the bank refused a user-creation call", "user=%s call=%s http=%ld", p->user, call,
+                 res->http_status);
         api_user_finish_error(p, 502, "bank_error", "the bank did not accept the request");
     }
 }
@@ -896,7 +1020,8 @@ static void api_user_step(struct api_pending *p)
     struct bank_call call;
     int rc = p->user_step == 0 ? bank_account_call(ctx, p->bank_account, p->user, &call)
                                : bank_mandate_call(ctx, p->bank_account, &call);
-    if (rc == 0) rc = curlev_start(ctx->curl, &call.req, api_user_done, p, &p->xfer);
+    if (rc == 0)
+        rc = curlev_start(ctx->curl, &call.req, api_user_done, p, &p->xfer);
     bank_call_free(&call);
     if (rc != 0) {
         log_error("could not start a bank call", "user=%s rc=%d", p->user, rc);
@@ -907,7 +1032,8 @@ static void api_user_step(struct api_pending *p)
 static void api_user_create(const struct api_call *c)
 {
     cJSON *o = NULL;
-    if (!api_body(c, &o)) return;
+    if (!api_body(c, &o))
+        return;
     const char *user = NULL, *phone = NULL, *account = NULL;
     if (!api_field_user(c, o, "user", &user) ||
         !api_field_string(c, o, "phone", false, WALLET_PHONE_CHARS_MAX, &phone) ||
@@ -920,8 +1046,10 @@ static void api_user_create(const struct api_call *c)
     struct ledger_user u;
     int rc = ledger_user_get(&c->ctx->db, user, &u);
     if (rc != PL_ENOTFOUND) {
-        if (rc == 0) api_error(c, 409, "user_exists", "this user already exists");
-        if (rc != 0) api_db_error(c, rc, NULL);
+        if (rc == 0)
+            api_error(c, 409, "user_exists", "this user already exists");
+        if (rc != 0)
+            api_db_error(c, rc, NULL);
         goto done;
     }
     struct api_pending *p = api_pending_take(c->ctx, c, PENDING_USER);
@@ -931,9 +1059,12 @@ static void api_user_create(const struct api_call *c)
     }
     pl_strlcpy(p->user, user, sizeof p->user);
     p->has_phone = phone != NULL;
-    if (phone != NULL) pl_strlcpy(p->phone, phone, sizeof p->phone);
-    if (account != NULL) pl_strlcpy(p->bank_account, account, sizeof p->bank_account);
-    if (account == NULL) api_default_bank_account(user, p->bank_account, sizeof p->bank_account);
+    if (phone != NULL)
+        pl_strlcpy(p->phone, phone, sizeof p->phone);
+    if (account != NULL)
+        pl_strlcpy(p->bank_account, account, sizeof p->bank_account);
+    if (account == NULL)
+        api_default_bank_account(user, p->bank_account, sizeof p->bank_account);
     p->user_step = account != NULL ? 1 : 0; /* a given account only needs the mandate */
     api_user_step(p);
 done:
@@ -980,9 +1111,9 @@ static void api_ws_token(const struct api_call *c, const char *user)
 
 /* ===================================================================== transfers ==== */
 
-/* ONE commit: the transfer, its posting, its timeline line and its key. */
-static int api_transfer_record(struct wallet_ctx *ctx, const struct ledger_txn *t,
-                               const char *key, const char *fingerprint)
+/* ONE commit: the transfer, its posting, its timeline line, its key and both users' events. */
+static int api_transfer_record(struct wallet_ctx *ctx, const struct ledger_txn *t, const char *key,
+                               const char *fingerprint)
 {
     char amount[MONEY_FORMAT_BYTES_MAX], reason[WALLET_REASON_BYTES_MAX];
     char from[WALLET_ACCOUNT_ID_BYTES_MAX], to[WALLET_ACCOUNT_ID_BYTES_MAX];
@@ -992,17 +1123,27 @@ static int api_transfer_record(struct wallet_ctx *ctx, const struct ledger_txn *
     snprintf(reason, sizeof reason, "%s from %s to %s inside the wallet, one database transaction",
              amount, t->user, t->counterparty);
     int rc = db_begin(&ctx->db);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     rc = ledger_txn_insert(&ctx->db, t);
-    if (rc == 0) rc = ledger_post(&ctx->db, t->id, from, to, t->amount_minor, t->created_at_ms);
-    if (rc == 0) rc = ledger_log(&ctx->db, t->id, t->created_at_ms, "settled", t->status, reason);
+    if (rc == 0)
+        rc = ledger_post(&ctx->db, t->id, from, to, t->amount_minor, t->created_at_ms);
+    if (rc == 0)
+        rc = ledger_log(&ctx->db, t->id, t->created_at_ms, "settled", t->status, reason);
     if (rc == 0 && key != NULL)
         rc = ledger_idem_insert(&ctx->db, key, fingerprint, t->id, 200, t->created_at_ms);
+    if (rc == 0)
+        rc = events_record(ctx, t, t->user, true, t->created_at_ms);
+    if (rc == 0)
+        rc = events_record(ctx, t, t->counterparty, true, t->created_at_ms);
     if (rc != 0) {
         db_rollback(&ctx->db);
         return rc;
     }
-    return db_commit(&ctx->db);
+    rc = db_commit(&ctx->db);
+    if (rc == 0)
+        events_kick(ctx);
+    return rc;
 }
 
 /* Fills t from the validated body (users checked to exist); false after an error reply. */
@@ -1038,7 +1179,8 @@ static bool api_transfer_parse(const struct api_call *c, const cJSON *o, struct 
     pl_strlcpy(t->user, from, sizeof t->user);
     pl_strlcpy(t->counterparty, to, sizeof t->counterparty);
     t->has_note = note != NULL;
-    if (note != NULL) pl_strlcpy(t->note, note, sizeof t->note);
+    if (note != NULL)
+        pl_strlcpy(t->note, note, sizeof t->note);
     return true;
 }
 
@@ -1049,20 +1191,26 @@ static void api_transfer(const struct api_call *c)
         return;
     }
     const char *key = NULL;
-    if (!api_idem_header(c, &key)) return;
+    if (!api_idem_header(c, &key))
+        return;
     cJSON *o = NULL;
-    if (!api_body(c, &o)) return;
+    if (!api_body(c, &o))
+        return;
     struct ledger_txn t;
-    if (!api_transfer_parse(c, o, &t)) goto done;
+    if (!api_transfer_parse(c, o, &t))
+        goto done;
     char fingerprint[WALLET_FINGERPRINT_BYTES];
     api_fingerprint(c->route, t.user, t.counterparty, t.amount_minor, t.has_note ? t.note : NULL,
                     fingerprint);
-    if (api_idem_seen(c, key, fingerprint)) goto done;
+    if (api_idem_seen(c, key, fingerprint))
+        goto done;
     t.created_at_ms = pl_now_ms();
     t.updated_at_ms = t.created_at_ms;
     int rc = ids_new("wtx_", t.id, sizeof t.id);
-    if (rc == 0) rc = ids_traceparent_new(t.traceparent);
-    if (rc == 0) rc = api_transfer_record(c->ctx, &t, key, fingerprint);
+    if (rc == 0)
+        rc = ids_traceparent_new(t.traceparent);
+    if (rc == 0)
+        rc = api_transfer_record(c->ctx, &t, key, fingerprint);
     if (rc == LEDGER_EFUNDS) {
         api_error(c, 422, "insufficient_funds", "the wallet balance is too low");
     } else if (rc != 0) {
@@ -1081,7 +1229,8 @@ done:
 static void api_timeline_line(const struct ledger_log_line *line, void *arg)
 {
     cJSON *item = cJSON_CreateObject();
-    if (item == NULL) return;
+    if (item == NULL)
+        return;
     cJSON_AddNumberToObject(item, "at_ms", (double)line->at_ms);
     cJSON_AddStringToObject(item, "event", line->event);
     cJSON_AddStringToObject(item, "status", line->status);
@@ -1122,22 +1271,39 @@ static void api_list_txn(const struct ledger_txn *t, void *arg)
 {
     struct api_list *l = arg;
     cJSON *item = api_txn_json(l->ctx, t, l->user);
-    if (item != NULL) cJSON_AddItemToArray(l->array, item);
+    if (item != NULL)
+        cJSON_AddItemToArray(l->array, item);
+}
+
+/* Parses the decimal query parameter key within [min, max] (dflt when absent); false when
+ * it is not such a number. */
+static bool api_query_int(struct evhttp_request *req, const char *key, int64_t dflt, int64_t min,
+                          int64_t max, int64_t *out)
+{
+    char text[20];
+    int rc = http_query_get(req, key, text, sizeof text);
+    *out = dflt;
+    if (rc == PL_ENOTFOUND)
+        return true;
+    if (rc != 0 || text[0] == '\0' || strlen(text) > 15)
+        return false; /* < 10^15 < 2^53 */
+    int64_t v = 0;
+    for (const char *p = text; *p != '\0'; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        v = v * 10 + (*p - '0');
+    }
+    *out = v;
+    return v >= min && v <= max;
 }
 
 /* Parses ?limit= (1..API_LIST_LIMIT_MAX, default API_LIST_LIMIT_DEFAULT); -1 when invalid. */
 static int api_list_limit(struct evhttp_request *req)
 {
-    char text[8];
-    int rc = http_query_get(req, "limit", text, sizeof text);
-    if (rc == PL_ENOTFOUND) return API_LIST_LIMIT_DEFAULT;
-    if (rc != 0 || text[0] == '\0') return -1;
-    int limit = 0;
-    for (const char *p = text; *p != '\0'; p++) {
-        if (*p < '0' || *p > '9') return -1;
-        limit = limit * 10 + (*p - '0');
-    }
-    return limit >= 1 && limit <= API_LIST_LIMIT_MAX ? limit : -1;
+    int64_t limit = 0;
+    if (!api_query_int(req, "limit", API_LIST_LIMIT_DEFAULT, 1, API_LIST_LIMIT_MAX, &limit))
+        return -1;
+    return (int)limit;
 }
 
 static void api_user_txns(const struct api_call *c, const char *user)
@@ -1159,11 +1325,58 @@ static void api_user_txns(const struct api_call *c, const char *user)
         cJSON_AddStringToObject(o, "user", user);
         l.array = cJSON_AddArrayToObject(o, "transactions");
     }
-    if (rc == 0 && l.array != NULL) rc = ledger_user_txns(&c->ctx->db, user, limit, api_list_txn, &l);
+    if (rc == 0 && l.array != NULL)
+        rc = ledger_user_txns(&c->ctx->db, user, limit, api_list_txn, &l);
     if (rc != 0) {
         api_db_error(c, rc, NULL);
     } else {
         api_json(c, 200, o);
+    }
+    cJSON_Delete(o);
+}
+
+static void api_event_item(const char *payload, void *arg)
+{
+    cJSON *item = cJSON_CreateRaw(payload); /* stored exactly as published */
+    if (item != NULL)
+        cJSON_AddItemToArray(arg, item);
+}
+
+/* GET /v1/users/{user}/events?after=SEQ&limit=N: the user's events after SEQ, oldest first,
+ * with the head seq and balance they lead to (one read: nothing writes in between). */
+static void api_user_events(const struct api_call *c, const char *user)
+{
+    int64_t after = 0, limit = 0;
+    if (!api_query_int(c->req, "after", 0, 0, (int64_t)1 << 53, &after) ||
+        !api_query_int(c->req, "limit", EVENTS_LIST_LIMIT_DEFAULT, 1, EVENTS_LIST_LIMIT_MAX,
+                       &limit)) {
+        api_error(c, 400, "invalid_field", "after must be an integer >= 0 and limit in 1..500");
+        return;
+    }
+    struct ledger_user u;
+    int64_t head = 0;
+    int rc = ledger_user_get(&c->ctx->db, user, &u);
+    if (rc == PL_ENOTFOUND) {
+        api_error(c, 404, "unknown_user", "no such user");
+        return;
+    }
+    if (rc == 0)
+        rc = events_head(&c->ctx->db, user, &head);
+    cJSON *o = rc == 0 ? cJSON_CreateObject() : NULL;
+    cJSON *events = NULL;
+    if (o != NULL) {
+        cJSON_AddStringToObject(o, "user", user);
+        cJSON_AddStringToObject(o, "epoch", c->ctx->epoch);
+        cJSON_AddNumberToObject(o, "head_seq", (double)head);
+        cJSON_AddNumberToObject(o, "balance_minor", (double)u.balance_minor);
+        events = cJSON_AddArrayToObject(o, "events");
+    }
+    if (rc == 0 && events != NULL)
+        rc = events_list(&c->ctx->db, user, after, (int)limit, api_event_item, events);
+    if (rc != 0) {
+        api_db_error(c, rc, NULL);
+    } else {
+        api_json(c, 200, events != NULL ? o : NULL);
     }
     cJSON_Delete(o);
 }
@@ -1191,10 +1404,23 @@ static void api_metrics(const struct api_call *c)
 {
     struct wallet_ctx *ctx = c->ctx;
     static const char *const statuses[] = {"pending", "unknown", "succeeded", "failed"};
-    for (size_t i = 0; i < PL_ARRAY_LEN(statuses); i++) api_status_gauge(statuses[i], 0, ctx->metrics);
+    for (size_t i = 0; i < PL_ARRAY_LEN(statuses); i++)
+        api_status_gauge(statuses[i], 0, ctx->metrics);
     ledger_status_counts(&ctx->db, api_status_gauge, ctx->metrics);
     metrics_gauge_set(ctx->metrics, "paylab_pending_requests", "", (double)ctx->pending_count);
     metrics_gauge_set(ctx->metrics, "paylab_reconciler_inflight", "", (double)ctx->recon_inflight);
+    metrics_gauge_set(ctx->metrics, "paylab_outbox_depth", "", (double)outbox_depth(ctx));
+    metrics_gauge_set(ctx->metrics, "paylab_outbox_inflight", "", (double)ctx->outbox_inflight);
+    if (ctx->pub != NULL) {
+        metrics_gauge_set(ctx->metrics, "paylab_zmq_messages_sent", "socket=\"pub\"",
+                          (double)zbus_sent_count(ctx->pub));
+        metrics_gauge_set(ctx->metrics, "paylab_zmq_messages_dropped", "socket=\"pub\"",
+                          (double)zbus_dropped_count(ctx->pub));
+    }
+    if (ctx->router != NULL) {
+        metrics_gauge_set(ctx->metrics, "paylab_zmq_messages_received", "socket=\"router\"",
+                          (double)zbus_received_count(ctx->router));
+    }
     struct evbuffer *out = evbuffer_new();
     if (out == NULL) {
         api_error(c, 500, "internal", "out of memory");
@@ -1214,11 +1440,13 @@ static void api_metrics(const struct api_call *c)
 static bool api_split_user(const char *path, char *user, size_t cap, const char **rest)
 {
     static const char prefix[] = "/v1/users/";
-    if (strncmp(path, prefix, sizeof prefix - 1) != 0) return false;
+    if (strncmp(path, prefix, sizeof prefix - 1) != 0)
+        return false;
     const char *seg = path + sizeof prefix - 1;
     const char *end = strchr(seg, '/');
     size_t n = end != NULL ? (size_t)(end - seg) : strlen(seg);
-    if (n == 0 || n >= cap) return false;
+    if (n == 0 || n >= cap)
+        return false;
     memcpy(user, seg, n);
     user[n] = '\0';
     *rest = seg + n;
@@ -1227,7 +1455,8 @@ static bool api_split_user(const char *path, char *user, size_t cap, const char 
 
 static void api_wrong_method(const struct api_call *c, const char *allow)
 {
-    if (c->req != NULL) http_add_header(c->req, "Allow", allow);
+    if (c->req != NULL)
+        http_add_header(c->req, "Allow", allow);
     api_error(c, 405, "method_not_allowed", "method not allowed on this path");
 }
 
@@ -1236,23 +1465,38 @@ static bool api_route_user(struct api_call *c, const char *path, enum evhttp_cmd
 {
     char user[USER_HANDLE_CHARS_MAX + 1];
     const char *rest = NULL;
-    if (!api_split_user(path, user, sizeof user, &rest)) return false;
+    if (!api_split_user(path, user, sizeof user, &rest))
+        return false;
     if (rest[0] == '\0') {
         c->route = "/v1/users/{user}";
-        if (m == EVHTTP_REQ_GET) api_user_get(c, user);
-        if (m != EVHTTP_REQ_GET) api_wrong_method(c, "GET");
+        if (m == EVHTTP_REQ_GET)
+            api_user_get(c, user);
+        if (m != EVHTTP_REQ_GET)
+            api_wrong_method(c, "GET");
         return true;
     }
     if (strcmp(rest, "/ws-token") == 0) {
         c->route = "/v1/users/{user}/ws-token";
-        if (m == EVHTTP_REQ_POST) api_ws_token(c, user);
-        if (m != EVHTTP_REQ_POST) api_wrong_method(c, "POST");
+        if (m == EVHTTP_REQ_POST)
+            api_ws_token(c, user);
+        if (m != EVHTTP_REQ_POST)
+            api_wrong_method(c, "POST");
         return true;
     }
     if (strcmp(rest, "/transactions") == 0) {
         c->route = "/v1/users/{user}/transactions";
-        if (m == EVHTTP_REQ_GET) api_user_txns(c, user);
-        if (m != EVHTTP_REQ_GET) api_wrong_method(c, "GET");
+        if (m == EVHTTP_REQ_GET)
+            api_user_txns(c, user);
+        if (m != EVHTTP_REQ_GET)
+            api_wrong_method(c, "GET");
+        return true;
+    }
+    if (strcmp(rest, "/events") == 0) {
+        c->route = "/v1/users/{user}/events";
+        if (m == EVHTTP_REQ_GET)
+            api_user_events(c, user);
+        if (m != EVHTTP_REQ_GET)
+            api_wrong_method(c, "GET");
         return true;
     }
     return false;
@@ -1266,24 +1510,37 @@ static bool api_route_exact(struct api_call *c, const char *path, enum evhttp_cm
         enum evhttp_cmd_type method;
         int handler;
     } routes[] = {
-        {"/v1/users", EVHTTP_REQ_POST, 0},     {"/v1/topups", EVHTTP_REQ_POST, 1},
+        {"/v1/users", EVHTTP_REQ_POST, 0},       {"/v1/topups", EVHTTP_REQ_POST, 1},
         {"/v1/withdrawals", EVHTTP_REQ_POST, 2}, {"/v1/transfers", EVHTTP_REQ_POST, 3},
-        {"/healthz", EVHTTP_REQ_GET, 4},       {"/metrics", EVHTTP_REQ_GET, 5},
+        {"/healthz", EVHTTP_REQ_GET, 4},         {"/metrics", EVHTTP_REQ_GET, 5},
     };
     for (size_t i = 0; i < PL_ARRAY_LEN(routes); i++) {
-        if (strcmp(path, routes[i].path) != 0) continue;
+        if (strcmp(path, routes[i].path) != 0)
+            continue;
         c->route = routes[i].path;
         if (m != routes[i].method) {
             api_wrong_method(c, routes[i].method == EVHTTP_REQ_GET ? "GET" : "POST");
             return true;
         }
         switch (routes[i].handler) {
-        case 0: api_user_create(c); break;
-        case 1: api_payment(c, TXN_KIND_TOPUP); break;
-        case 2: api_payment(c, TXN_KIND_WITHDRAWAL); break;
-        case 3: api_transfer(c); break;
-        case 4: api_healthz(c); break;
-        default: api_metrics(c); break;
+        case 0:
+            api_user_create(c);
+            break;
+        case 1:
+            api_payment(c, TXN_KIND_TOPUP);
+            break;
+        case 2:
+            api_payment(c, TXN_KIND_WITHDRAWAL);
+            break;
+        case 3:
+            api_transfer(c);
+            break;
+        case 4:
+            api_healthz(c);
+            break;
+        default:
+            api_metrics(c);
+            break;
         }
         return true;
     }
@@ -1303,8 +1560,10 @@ void api_handle(struct evhttp_request *req, void *arg)
         /* answered, or held for a bank answer */
     } else if (strncmp(path, "/v1/transactions/", 17) == 0 && strchr(path + 17, '/') == NULL) {
         c.route = "/v1/transactions/{id}";
-        if (m == EVHTTP_REQ_GET) api_txn_get(&c, path + 17);
-        if (m != EVHTTP_REQ_GET) api_wrong_method(&c, "GET");
+        if (m == EVHTTP_REQ_GET)
+            api_txn_get(&c, path + 17);
+        if (m != EVHTTP_REQ_GET)
+            api_wrong_method(&c, "GET");
     } else if (strncmp(path, "/v1/users/", 10) == 0 && strchr(path + 10, '/') == NULL) {
         c.route = "/v1/users/{user}";
         api_error(&c, 404, "unknown_user", "no such user");

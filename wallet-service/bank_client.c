@@ -19,8 +19,8 @@
 
 const char *bank_verdict_name(enum bank_verdict v)
 {
-    static const char *const names[] = {"succeeded", "failed",  "processing", "refused",
-                                        "timeout",   "not_found", "mismatch", "error"};
+    static const char *const names[] = {"succeeded", "failed",    "processing", "refused",
+                                        "timeout",   "not_found", "mismatch",   "error"};
     assert((size_t)v < PL_ARRAY_LEN(names));
     return names[v];
 }
@@ -33,9 +33,11 @@ static int bank_call_init(const struct wallet_ctx *ctx, struct bank_call *call, 
 {
     memset(call, 0, sizeof *call);
     int n = snprintf(call->url, sizeof call->url, "%s%s", ctx->cfg.bank_url, path);
-    if (n < 0 || (size_t)n >= sizeof call->url) return PL_ERANGE;
+    if (n < 0 || (size_t)n >= sizeof call->url)
+        return PL_ERANGE;
     n = snprintf(call->hdrs[0], BANK_HDR_BYTES_MAX, "Authorization: Bearer %s", ctx->bank_api_key);
-    if (n < 0 || n >= BANK_HDR_BYTES_MAX) return PL_ERANGE;
+    if (n < 0 || n >= BANK_HDR_BYTES_MAX)
+        return PL_ERANGE;
     pl_strlcpy(call->hdrs[1], "Content-Type: application/json", BANK_HDR_BYTES_MAX);
     pl_strlcpy(call->hdrs[2], "Accept: application/json", BANK_HDR_BYTES_MAX);
     call->req.method = method;
@@ -52,10 +54,12 @@ static int bank_call_init(const struct wallet_ctx *ctx, struct bank_call *call, 
 /* Prints obj as the call's body and frees obj. */
 static int bank_call_body(struct bank_call *call, cJSON *obj)
 {
-    if (obj == NULL) return PL_ENOMEM;
+    if (obj == NULL)
+        return PL_ENOMEM;
     call->body = json_print(obj);
     cJSON_Delete(obj);
-    if (call->body == NULL) return PL_ENOMEM;
+    if (call->body == NULL)
+        return PL_ENOMEM;
     call->req.body = call->body;
     call->req.body_bytes = strlen(call->body);
     return 0;
@@ -66,16 +70,19 @@ int bank_payment_call(const struct wallet_ctx *ctx, const struct ledger_txn *t,
 {
     assert(t->kind == TXN_KIND_TOPUP || t->kind == TXN_KIND_WITHDRAWAL);
     int rc = bank_call_init(ctx, call, "POST", "/v1/payments", true);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     snprintf(call->hdrs[3], BANK_HDR_BYTES_MAX, "Idempotency-Key: %s", t->id);
     char trace[TRACEPARENT_BYTES];
-    if (ids_traceparent_child(t->traceparent, trace) != 0) return PL_EIO;
+    if (ids_traceparent_child(t->traceparent, trace) != 0)
+        return PL_EIO;
     snprintf(call->hdrs[4], BANK_HDR_BYTES_MAX, "traceparent: %s", trace);
     call->req.headers[3] = call->hdrs[3];
     call->req.headers[4] = call->hdrs[4];
     bool topup = t->kind == TXN_KIND_TOPUP;
     cJSON *o = cJSON_CreateObject();
-    if (o == NULL) return PL_ENOMEM;
+    if (o == NULL)
+        return PL_ENOMEM;
     cJSON_AddStringToObject(o, "reference", t->id);
     cJSON_AddStringToObject(o, "debit_account", topup ? t->counterparty : ctx->cfg.nodal_account);
     cJSON_AddStringToObject(o, "credit_account", topup ? ctx->cfg.nodal_account : t->counterparty);
@@ -92,16 +99,19 @@ int bank_query_call(const struct wallet_ctx *ctx, const char *reference, struct 
 {
     char path[128];
     int n = snprintf(path, sizeof path, "/v1/payments?reference=%s", reference);
-    if (n < 0 || (size_t)n >= sizeof path) return PL_ERANGE;
+    if (n < 0 || (size_t)n >= sizeof path)
+        return PL_ERANGE;
     return bank_call_init(ctx, call, "GET", path, false);
 }
 
 int bank_void_call(const struct wallet_ctx *ctx, const char *reference, struct bank_call *call)
 {
     int rc = bank_call_init(ctx, call, "POST", "/v1/payments/void", true);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     cJSON *o = cJSON_CreateObject();
-    if (o == NULL) return PL_ENOMEM;
+    if (o == NULL)
+        return PL_ENOMEM;
     cJSON_AddStringToObject(o, "reference", reference);
     return bank_call_body(call, o);
 }
@@ -110,9 +120,11 @@ int bank_account_call(const struct wallet_ctx *ctx, const char *account, const c
                       struct bank_call *call)
 {
     int rc = bank_call_init(ctx, call, "POST", "/v1/accounts", true);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     cJSON *o = cJSON_CreateObject();
-    if (o == NULL) return PL_ENOMEM;
+    if (o == NULL)
+        return PL_ENOMEM;
     cJSON_AddStringToObject(o, "id", account);
     cJSON_AddStringToObject(o, "owner", owner);
     cJSON_AddNumberToObject(o, "opening_minor", (double)ctx->cfg.bank_opening_minor);
@@ -122,9 +134,11 @@ int bank_account_call(const struct wallet_ctx *ctx, const char *account, const c
 int bank_mandate_call(const struct wallet_ctx *ctx, const char *account, struct bank_call *call)
 {
     int rc = bank_call_init(ctx, call, "POST", "/v1/mandates", true);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     cJSON *o = cJSON_CreateObject();
-    if (o == NULL) return PL_ENOMEM;
+    if (o == NULL)
+        return PL_ENOMEM;
     cJSON_AddStringToObject(o, "account", account);
     cJSON_AddStringToObject(o, "payee", ctx->cfg.nodal_account);
     return bank_call_body(call, o);
@@ -164,7 +178,8 @@ static void bank_classify_payment(const cJSON *o, const struct ledger_txn *t, lo
     if (json_get_string(o, "payment_id", false, ID_BYTES_MAX - 1, &pid) == JSON_OK && pid != NULL)
         pl_strlcpy(out->payment_id, pid, sizeof out->payment_id);
     if (json_get_string(o, "failure_reason", false, WALLET_FAILURE_BYTES_MAX - 1, &reason) ==
-            JSON_OK && reason != NULL)
+            JSON_OK &&
+        reason != NULL)
         pl_strlcpy(out->failure_reason, reason, sizeof out->failure_reason);
     json_get_bool(o, "voided", false, &voided);
     json_get_int64(o, "amount_minor", false, &amount);

@@ -50,8 +50,44 @@ extern const char wallet_schema_sql[];
 static const char ledger_migration_2[] =
     "CREATE INDEX idempotency_keys_by_txn ON idempotency_keys (transaction_id);";
 
-#define TXN_COLUMNS                                                                           \
-    "id, kind, mode, status, amount_minor, user, counterparty, note, bank_payment_id, "       \
+/* Migration 3: the asynchronous path (DESIGN section 7-9). outbox.c, events.c and intake.c own
+ * the statements on these tables; docs/notes-wallet.md explains each column.
+ * - webhooks_seen: one row per webhook-id applied (any result but retry), kept 3 days.
+ * - webhooks_unmatched: signed webhooks naming no transaction of ours, kept for people.
+ * - outbox: async bank requests as the exact bytes to send; `done` 0 due, 1 accepted by the
+ *   bank, 2 stopped at expires_at_ms, 3 the transaction settled first. Headers are
+ *   "Name: value" lines without Authorization (the secret is added at send time).
+ * - events: per-user gapless seq; payload is the event JSON exactly as published; the
+ *   implicit rowid orders publication across users. */
+static const char ledger_migration_3[] =
+    "CREATE TABLE webhooks_seen ("
+    " webhook_id TEXT PRIMARY KEY, transaction_id TEXT, result TEXT NOT NULL"
+    " CHECK (result IN ('applied', 'duplicate', 'conflict', 'ignored')),"
+    " received_at_ms INTEGER NOT NULL) WITHOUT ROWID;"
+    "CREATE INDEX webhooks_seen_by_age ON webhooks_seen (received_at_ms);"
+    "CREATE TABLE webhooks_unmatched ("
+    " id INTEGER PRIMARY KEY, webhook_id TEXT NOT NULL, reference TEXT, type TEXT,"
+    " body TEXT NOT NULL, received_at_ms INTEGER NOT NULL);"
+    "CREATE TABLE outbox ("
+    " id INTEGER PRIMARY KEY, transaction_id TEXT NOT NULL UNIQUE REFERENCES transactions (id),"
+    " method TEXT NOT NULL, path TEXT NOT NULL, headers TEXT NOT NULL, body TEXT NOT NULL,"
+    " attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at_ms INTEGER NOT NULL,"
+    " expires_at_ms INTEGER NOT NULL, done INTEGER NOT NULL DEFAULT 0 CHECK (done BETWEEN 0 AND 3),"
+    " last_error TEXT, created_at_ms INTEGER NOT NULL, updated_at_ms INTEGER NOT NULL);"
+    "CREATE INDEX outbox_due ON outbox (next_attempt_at_ms) WHERE done = 0;"
+    "CREATE TABLE events ("
+    " user TEXT NOT NULL REFERENCES users (user), seq INTEGER NOT NULL CHECK (seq >= 1),"
+    " type TEXT NOT NULL CHECK (type IN ('transaction.updated', 'balance.updated')),"
+    " payload TEXT NOT NULL, created_at_ms INTEGER NOT NULL,"
+    " published INTEGER NOT NULL DEFAULT 0 CHECK (published IN (0, 1)),"
+    " PRIMARY KEY (user, seq));"
+    "CREATE INDEX events_unpublished ON events (published) WHERE published = 0;"
+    "CREATE INDEX events_by_time ON events (created_at_ms);"
+    "CREATE VIEW v_outbox AS SELECT id, transaction_id, done, attempts, next_attempt_at_ms,"
+    " expires_at_ms, last_error FROM outbox WHERE done = 0 ORDER BY next_attempt_at_ms;";
+
+#define TXN_COLUMNS                                                                                \
+    "id, kind, mode, status, amount_minor, user, counterparty, note, bank_payment_id, "            \
     "failure_reason, settled_by, expires_at_ms, traceparent, created_at_ms, updated_at_ms"
 
 /* ===================================================================== names ======== */
@@ -94,7 +130,8 @@ bool txn_status_final(enum txn_status s)
 static int name_index(const char *const *names, size_t count, const char *s)
 {
     for (size_t i = 0; i < count; i++) {
-        if (names[i] != NULL && strcmp(names[i], s) == 0) return (int)i;
+        if (names[i] != NULL && strcmp(names[i], s) == 0)
+            return (int)i;
     }
     return -1;
 }
@@ -102,7 +139,8 @@ static int name_index(const char *const *names, size_t count, const char *s)
 int txn_mode_parse(const char *s, enum txn_mode *out)
 {
     int i = name_index(mode_names, PL_ARRAY_LEN(mode_names), s);
-    if (i < 0) return PL_EINVAL;
+    if (i < 0)
+        return PL_EINVAL;
     *out = (enum txn_mode)i;
     return 0;
 }
@@ -119,27 +157,37 @@ void ledger_wallet_account(const char *user, char *out, size_t cap)
 static int ledger_bootstrap(struct db *db, int64_t now_ms)
 {
     char epoch[ID_BYTES_MAX];
-    if (ids_new("", epoch, sizeof epoch) != 0) return PL_EIO;
+    if (ids_new("", epoch, sizeof epoch) != 0)
+        return PL_EIO;
     int rc = db_begin(db);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     sqlite3_stmt *st = db_stmt(db, "INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?1)");
-    if (st == NULL) goto fail;
+    if (st == NULL)
+        goto fail;
     db_bind_text(st, 1, epoch);
-    if (db_exec_stmt(st) != 0) goto fail;
-    st = db_stmt(db, "INSERT OR IGNORE INTO accounts (id, kind, owner, balance_minor, created_at_ms) "
-                     "VALUES (?1, ?2, NULL, 0, ?3)");
-    if (st == NULL) goto fail;
+    if (db_exec_stmt(st) != 0)
+        goto fail;
+    st = db_stmt(db,
+                 "INSERT OR IGNORE INTO accounts (id, kind, owner, balance_minor, created_at_ms) "
+                 "VALUES (?1, ?2, NULL, 0, ?3)");
+    if (st == NULL)
+        goto fail;
     db_bind_text(st, 1, LEDGER_ACCOUNT_BANK);
     db_bind_text(st, 2, "external");
     sqlite3_bind_int64(st, 3, now_ms);
-    if (db_exec_stmt(st) != 0) goto fail;
-    st = db_stmt(db, "INSERT OR IGNORE INTO accounts (id, kind, owner, balance_minor, created_at_ms) "
-                     "VALUES (?1, ?2, NULL, 0, ?3)");
-    if (st == NULL) goto fail;
+    if (db_exec_stmt(st) != 0)
+        goto fail;
+    st = db_stmt(db,
+                 "INSERT OR IGNORE INTO accounts (id, kind, owner, balance_minor, created_at_ms) "
+                 "VALUES (?1, ?2, NULL, 0, ?3)");
+    if (st == NULL)
+        goto fail;
     db_bind_text(st, 1, LEDGER_ACCOUNT_PAYOUTS);
     db_bind_text(st, 2, "payouts");
     sqlite3_bind_int64(st, 3, now_ms);
-    if (db_exec_stmt(st) != 0) goto fail;
+    if (db_exec_stmt(st) != 0)
+        goto fail;
     return db_commit(db);
 fail:
     db_rollback(db);
@@ -148,13 +196,18 @@ fail:
 
 int ledger_open(struct db *db, const char *path, int64_t now_ms, char *epoch_out, size_t cap)
 {
-    static const char *const migrations[] = {wallet_schema_sql, ledger_migration_2};
-    if (db_open(db, path, false) != 0) return PL_EDB;
-    if (db_migrate(db, migrations, PL_ARRAY_LEN(migrations)) != 0) return PL_EDB;
+    static const char *const migrations[] = {wallet_schema_sql, ledger_migration_2,
+                                             ledger_migration_3};
+    if (db_open(db, path, false) != 0)
+        return PL_EDB;
+    if (db_migrate(db, migrations, PL_ARRAY_LEN(migrations)) != 0)
+        return PL_EDB;
     int rc = ledger_bootstrap(db, now_ms);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     sqlite3_stmt *st = db_stmt(db, "SELECT value FROM meta WHERE key = 'epoch'");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
         sqlite3_reset(st);
@@ -167,25 +220,28 @@ int ledger_open(struct db *db, const char *path, int64_t now_ms, char *epoch_out
 
 /* ===================================================================== writes ======= */
 
-int ledger_user_insert(struct db *db, const char *user, const char *phone,
-                       const char *bank_account, int64_t now_ms)
+int ledger_user_insert(struct db *db, const char *user, const char *phone, const char *bank_account,
+                       int64_t now_ms)
 {
     assert(db->in_txn);
     assert(ids_user_valid(user));
     sqlite3_stmt *st = db_stmt(db, "INSERT INTO users (user, phone, bank_account, created_at_ms) "
                                    "VALUES (?1, ?2, ?3, ?4)");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, user);
     db_bind_text(st, 2, phone);
     db_bind_text(st, 3, bank_account);
     sqlite3_bind_int64(st, 4, now_ms);
     int rc = db_exec_stmt(st);
-    if (rc != 0) return rc; /* PL_ECONFLICT: the user exists */
+    if (rc != 0)
+        return rc; /* PL_ECONFLICT: the user exists */
     char account[WALLET_ACCOUNT_ID_BYTES_MAX];
     ledger_wallet_account(user, account, sizeof account);
     st = db_stmt(db, "INSERT INTO accounts (id, kind, owner, balance_minor, created_at_ms) "
                      "VALUES (?1, 'wallet', ?2, 0, ?3)");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, account);
     db_bind_text(st, 2, user);
     sqlite3_bind_int64(st, 3, now_ms);
@@ -196,9 +252,11 @@ int ledger_txn_insert(struct db *db, const struct ledger_txn *t)
 {
     assert(db->in_txn);
     assert(money_amount_valid(t->amount_minor));
-    sqlite3_stmt *st = db_stmt(db, "INSERT INTO transactions (" TXN_COLUMNS ") VALUES "
-                                   "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
-    if (st == NULL) return PL_EDB;
+    sqlite3_stmt *st =
+        db_stmt(db, "INSERT INTO transactions (" TXN_COLUMNS ") VALUES "
+                    "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, t->id);
     db_bind_text(st, 2, txn_kind_name(t->kind));
     db_bind_text(st, 3, txn_mode_name(t->mode));
@@ -227,7 +285,8 @@ int ledger_log(struct db *db, const char *txn_id, int64_t now_ms, const char *ev
     assert(db->in_txn);
     sqlite3_stmt *st = db_stmt(db, "INSERT INTO transaction_log (transaction_id, at_ms, event, "
                                    "status, reason) VALUES (?1, ?2, ?3, ?4, ?5)");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, txn_id);
     sqlite3_bind_int64(st, 2, now_ms);
     db_bind_text(st, 3, event);
@@ -241,7 +300,8 @@ static int ledger_entry(struct db *db, const char *txn_id, const char *account, 
 {
     sqlite3_stmt *st = db_stmt(db, "INSERT INTO entries (transaction_id, account_id, amount_minor, "
                                    "created_at_ms) VALUES (?1, ?2, ?3, ?4)");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, txn_id);
     db_bind_text(st, 2, account);
     sqlite3_bind_int64(st, 3, amount);
@@ -249,55 +309,66 @@ static int ledger_entry(struct db *db, const char *txn_id, const char *account, 
     return db_exec_stmt(st);
 }
 
-int ledger_post(struct db *db, const char *txn_id, const char *from_account,
-                const char *to_account, int64_t amount_minor, int64_t now_ms)
+int ledger_post(struct db *db, const char *txn_id, const char *from_account, const char *to_account,
+                int64_t amount_minor, int64_t now_ms)
 {
     assert(db->in_txn);
     assert(amount_minor > 0);
     assert(strcmp(from_account, to_account) != 0);
     sqlite3_stmt *st = db_stmt(db, "UPDATE accounts SET balance_minor = balance_minor - ?1 "
                                    "WHERE id = ?2 AND (kind = 'external' OR balance_minor >= ?1)");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     sqlite3_bind_int64(st, 1, amount_minor);
     db_bind_text(st, 2, from_account);
     int rc = db_exec_stmt(st);
-    if (rc != 0) return rc;
-    if (sqlite3_changes(db->handle) != 1) return LEDGER_EFUNDS;
+    if (rc != 0)
+        return rc;
+    if (sqlite3_changes(db->handle) != 1)
+        return LEDGER_EFUNDS;
     st = db_stmt(db, "UPDATE accounts SET balance_minor = balance_minor + ?1 WHERE id = ?2");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     sqlite3_bind_int64(st, 1, amount_minor);
     db_bind_text(st, 2, to_account);
     rc = db_exec_stmt(st);
-    if (rc != 0) return rc;
-    if (sqlite3_changes(db->handle) != 1) return PL_ENOTFOUND;
+    if (rc != 0)
+        return rc;
+    if (sqlite3_changes(db->handle) != 1)
+        return PL_ENOTFOUND;
     rc = ledger_entry(db, txn_id, from_account, -amount_minor, now_ms);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     return ledger_entry(db, txn_id, to_account, amount_minor, now_ms);
 }
 
-int ledger_txn_transition(struct db *db, const char *txn_id, unsigned from_mask,
-                          enum txn_status to, enum txn_settled_by by, const char *failure_reason,
+int ledger_txn_transition(struct db *db, const char *txn_id, unsigned from_mask, enum txn_status to,
+                          enum txn_settled_by by, const char *failure_reason,
                           const char *bank_payment_id, int64_t now_ms)
 {
     assert(db->in_txn);
     assert(from_mask != 0);
     assert(txn_status_final(to) == (by != SETTLED_NONE));
     sqlite3_stmt *st = db_stmt(
-        db, "UPDATE transactions SET status = ?1, settled_by = ?2, "
-            "failure_reason = COALESCE(?3, failure_reason), "
-            "bank_payment_id = COALESCE(?4, bank_payment_id), updated_at_ms = ?5 "
-            "WHERE id = ?6 AND ((status = 'pending' AND (?7 & 1)) OR (status = 'unknown' AND (?7 & 2)) "
-            "OR (status = 'succeeded' AND (?7 & 4)) OR (status = 'failed' AND (?7 & 8)))");
-    if (st == NULL) return PL_EDB;
+        db,
+        "UPDATE transactions SET status = ?1, settled_by = ?2, "
+        "failure_reason = COALESCE(?3, failure_reason), "
+        "bank_payment_id = COALESCE(?4, bank_payment_id), updated_at_ms = ?5 "
+        "WHERE id = ?6 AND ((status = 'pending' AND (?7 & 1)) OR (status = 'unknown' AND (?7 & 2)) "
+        "OR (status = 'succeeded' AND (?7 & 4)) OR (status = 'failed' AND (?7 & 8)))");
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, txn_status_name(to));
     db_bind_text(st, 2, txn_settled_by_name(by));
     db_bind_text(st, 3, failure_reason);
-    db_bind_text(st, 4, bank_payment_id != NULL && bank_payment_id[0] != '\0' ? bank_payment_id : NULL);
+    db_bind_text(st, 4,
+                 bank_payment_id != NULL && bank_payment_id[0] != '\0' ? bank_payment_id : NULL);
     sqlite3_bind_int64(st, 5, now_ms);
     db_bind_text(st, 6, txn_id);
     sqlite3_bind_int64(st, 7, (sqlite3_int64)from_mask);
     int rc = db_exec_stmt(st);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     return sqlite3_changes(db->handle) == 1 ? 0 : PL_ECONFLICT;
 }
 
@@ -307,7 +378,8 @@ int ledger_conflict_insert(struct db *db, const char *txn_id, const char *source
     assert(db->in_txn);
     sqlite3_stmt *st = db_stmt(db, "INSERT INTO conflicts (transaction_id, source, detail, "
                                    "created_at_ms) VALUES (?1, ?2, ?3, ?4)");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, txn_id);
     db_bind_text(st, 2, source);
     db_bind_text(st, 3, detail);
@@ -315,13 +387,35 @@ int ledger_conflict_insert(struct db *db, const char *txn_id, const char *source
     return db_exec_stmt(st);
 }
 
-int ledger_idem_insert(struct db *db, const char *key, const char *fingerprint,
-                       const char *txn_id, int status_code, int64_t now_ms)
+int ledger_txn_set_payment_id(struct db *db, const char *txn_id, const char *bank_payment_id,
+                              int64_t now_ms, bool *changed_out)
 {
     assert(db->in_txn);
-    sqlite3_stmt *st = db_stmt(db, "INSERT INTO idempotency_keys (key, fingerprint, transaction_id, "
-                                   "status_code, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)");
-    if (st == NULL) return PL_EDB;
+    assert(bank_payment_id != NULL && bank_payment_id[0] != '\0');
+    *changed_out = false;
+    sqlite3_stmt *st =
+        db_stmt(db, "UPDATE transactions SET bank_payment_id = ?1, updated_at_ms = ?2 "
+                    "WHERE id = ?3 AND bank_payment_id IS NULL");
+    if (st == NULL)
+        return PL_EDB;
+    db_bind_text(st, 1, bank_payment_id);
+    sqlite3_bind_int64(st, 2, now_ms);
+    db_bind_text(st, 3, txn_id);
+    int rc = db_exec_stmt(st);
+    if (rc == 0)
+        *changed_out = sqlite3_changes(db->handle) == 1;
+    return rc;
+}
+
+int ledger_idem_insert(struct db *db, const char *key, const char *fingerprint, const char *txn_id,
+                       int status_code, int64_t now_ms)
+{
+    assert(db->in_txn);
+    sqlite3_stmt *st =
+        db_stmt(db, "INSERT INTO idempotency_keys (key, fingerprint, transaction_id, "
+                    "status_code, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, key);
     db_bind_text(st, 2, fingerprint);
     db_bind_text(st, 3, txn_id);
@@ -335,7 +429,8 @@ int ledger_idem_set_status(struct db *db, const char *txn_id, int status_code)
     assert(db->in_txn);
     sqlite3_stmt *st =
         db_stmt(db, "UPDATE idempotency_keys SET status_code = ?1 WHERE transaction_id = ?2");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     sqlite3_bind_int(st, 1, status_code);
     db_bind_text(st, 2, txn_id);
     return db_exec_stmt(st);
@@ -346,7 +441,8 @@ int ledger_idem_prune(struct db *db, int64_t cutoff_ms, int *deleted_out)
     assert(!db->in_txn);
     *deleted_out = 0;
     int rc = db_begin(db);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     sqlite3_stmt *st = db_stmt(db, "DELETE FROM idempotency_keys WHERE key IN (SELECT key FROM "
                                    "idempotency_keys WHERE created_at_ms < ?1 LIMIT ?2)");
     if (st == NULL) {
@@ -403,20 +499,24 @@ static void ledger_read_txn(sqlite3_stmt *st, struct ledger_txn *t)
 static int ledger_step_one(sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) return 0;
+    if (rc == SQLITE_ROW)
+        return 0;
     sqlite3_reset(st);
     return rc == SQLITE_DONE ? PL_ENOTFOUND : db_rc(rc);
 }
 
 int ledger_user_get(struct db *db, const char *user, struct ledger_user *out)
 {
-    sqlite3_stmt *st = db_stmt(db, "SELECT u.user, u.phone, u.bank_account, a.balance_minor, "
-                                   "u.created_at_ms FROM users u JOIN accounts a ON a.owner = u.user "
-                                   "AND a.kind = 'wallet' WHERE u.user = ?1");
-    if (st == NULL) return PL_EDB;
+    sqlite3_stmt *st =
+        db_stmt(db, "SELECT u.user, u.phone, u.bank_account, a.balance_minor, "
+                    "u.created_at_ms FROM users u JOIN accounts a ON a.owner = u.user "
+                    "AND a.kind = 'wallet' WHERE u.user = ?1");
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, user);
     int rc = ledger_step_one(st);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     memset(out, 0, sizeof *out);
     db_column_copy(st, 0, out->user, sizeof out->user);
     out->has_phone = sqlite3_column_type(st, 1) != SQLITE_NULL;
@@ -432,10 +532,12 @@ int ledger_user_get(struct db *db, const char *user, struct ledger_user *out)
 int ledger_txn_get(struct db *db, const char *txn_id, struct ledger_txn *out)
 {
     sqlite3_stmt *st = db_stmt(db, "SELECT " TXN_COLUMNS " FROM transactions WHERE id = ?1");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, txn_id);
     int rc = ledger_step_one(st);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     ledger_read_txn(st, out);
     sqlite3_reset(st);
     return 0;
@@ -444,10 +546,12 @@ int ledger_txn_get(struct db *db, const char *txn_id, struct ledger_txn *out)
 int ledger_balance(struct db *db, const char *account_id, int64_t *out)
 {
     sqlite3_stmt *st = db_stmt(db, "SELECT balance_minor FROM accounts WHERE id = ?1");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, account_id);
     int rc = ledger_step_one(st);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     *out = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return 0;
@@ -457,10 +561,12 @@ int ledger_idem_get(struct db *db, const char *key, struct ledger_idem *out)
 {
     sqlite3_stmt *st = db_stmt(db, "SELECT fingerprint, transaction_id, status_code FROM "
                                    "idempotency_keys WHERE key = ?1");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, key);
     int rc = ledger_step_one(st);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     db_column_copy(st, 0, out->fingerprint, sizeof out->fingerprint);
     db_column_copy(st, 1, out->transaction_id, sizeof out->transaction_id);
     out->status_code = sqlite3_column_int(st, 2);
@@ -473,7 +579,8 @@ int ledger_timeline(struct db *db, const char *txn_id,
 {
     sqlite3_stmt *st = db_stmt(db, "SELECT at_ms, event, status, reason FROM transaction_log "
                                    "WHERE transaction_id = ?1 ORDER BY id");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, txn_id);
     int rc = sqlite3_step(st);
     for (; rc == SQLITE_ROW; rc = sqlite3_step(st)) {
@@ -496,7 +603,8 @@ int ledger_user_txns(struct db *db, const char *user, int limit,
     sqlite3_stmt *st = db_stmt(db, "SELECT " TXN_COLUMNS " FROM transactions WHERE user = ?1 "
                                    "OR (kind = 'p2p' AND counterparty = ?1) "
                                    "ORDER BY created_at_ms DESC, id DESC LIMIT ?2");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, user);
     sqlite3_bind_int(st, 2, limit);
     struct ledger_txn t;
@@ -509,15 +617,16 @@ int ledger_user_txns(struct db *db, const char *user, int limit,
     return rc == SQLITE_DONE ? 0 : db_rc(rc);
 }
 
-int ledger_open_txns(struct db *db, int64_t pending_before_ms, char ids[][ID_BYTES_MAX],
-                     size_t cap, size_t *count_out)
+int ledger_open_txns(struct db *db, int64_t pending_before_ms, char ids[][ID_BYTES_MAX], size_t cap,
+                     size_t *count_out)
 {
     *count_out = 0;
     sqlite3_stmt *st = db_stmt(
         db, "SELECT id FROM transactions WHERE (status = 'unknown' OR (status = 'pending' AND "
             "updated_at_ms < ?1)) AND id NOT IN (SELECT transaction_id FROM conflicts WHERE "
             "source = 'reconciler') ORDER BY updated_at_ms LIMIT ?2");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     sqlite3_bind_int64(st, 1, pending_before_ms);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)cap);
     int rc = sqlite3_step(st);
@@ -534,7 +643,8 @@ int ledger_status_counts(struct db *db, void (*fn)(const char *status, int64_t c
                          void *arg)
 {
     sqlite3_stmt *st = db_stmt(db, "SELECT status, count(*) FROM transactions GROUP BY status");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     int rc = sqlite3_step(st);
     for (; rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         fn((const char *)sqlite3_column_text(st, 0), sqlite3_column_int64(st, 1), arg);
@@ -547,10 +657,12 @@ int ledger_txn_entries_sum(struct db *db, const char *txn_id, int64_t *sum_out)
 {
     sqlite3_stmt *st =
         db_stmt(db, "SELECT COALESCE(SUM(amount_minor), 0) FROM entries WHERE transaction_id = ?1");
-    if (st == NULL) return PL_EDB;
+    if (st == NULL)
+        return PL_EDB;
     db_bind_text(st, 1, txn_id);
     int rc = ledger_step_one(st);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     *sum_out = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
     return 0;

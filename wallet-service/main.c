@@ -1,6 +1,6 @@
 /* main.c owns the wallet-service process: its flags, the one `struct wallet_ctx`, the
- * libevent loop, signals, startup (data dir, secrets, wallet.db, listener, timers) and a
- * clean shutdown.
+ * libevent loop, signals, startup (data dir, secrets, wallet.db, the ZeroMQ context and
+ * sockets, listener, timers) and a clean shutdown.
  * Must not: handle requests, touch the ledger beyond opening it, or block the loop.
  * Invariants: one process, one thread, one loop; the only mutable global is the context
  * built here; on SIGTERM/SIGINT the wallet stops taking money-moving requests, lets the
@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <zmq.h>
 
 #include "config.h"
 #include "curlev.h"
@@ -105,7 +106,8 @@ static void wallet_drain_check(evutil_socket_t fd, short what, void *arg)
         event_base_loopexit(wm->ctx->base, NULL);
         return;
     }
-    if (pl_mono_ms() < wm->drain_deadline_ms) return;
+    if (pl_mono_ms() < wm->drain_deadline_ms)
+        return;
     log_warn("drain deadline passed: answering the requests still waiting with their state", NULL);
     api_abort_pending(wm->ctx);
     event_base_loopexit(wm->ctx->base, NULL);
@@ -123,8 +125,8 @@ static void wallet_on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     ctx->draining = true;
-    log_info("shutting down: finishing the bank calls in flight", "signal=%d pending=%zu",
-             (int)sig, ctx->pending_count);
+    log_info("shutting down: finishing the bank calls in flight", "signal=%d pending=%zu", (int)sig,
+             ctx->pending_count);
     wm->drain_deadline_ms = pl_mono_ms() + ctx->cfg.bank_timeout_ms + WALLET_DRAIN_MARGIN_MS;
     struct timeval tv = {.tv_sec = 0, .tv_usec = WALLET_DRAIN_POLL_MS * 1000};
     if (wm->drain_timer == NULL || event_add(wm->drain_timer, &tv) != 0) {
@@ -148,6 +150,12 @@ static void wallet_prune(evutil_socket_t fd, short what, void *arg)
     } else if (deleted > 0) {
         log_info("pruned idempotency keys older than 24 h", "count=%d", deleted);
     }
+    rc = intake_prune(&ctx->db, pl_now_ms() - WEBHOOKS_KEEP_MS, &deleted);
+    if (rc != 0) {
+        log_warn("could not prune seen webhook ids; next time", "rc=%d", rc);
+    } else if (deleted > 0) {
+        log_info("pruned webhook ids older than 3 days", "count=%d", deleted);
+    }
 }
 
 /* ===================================================================== startup ====== */
@@ -156,9 +164,29 @@ static int wallet_secrets(struct wallet_ctx *ctx)
 {
     int rc = secrets_load(ctx->cfg.data_dir, "bank_api_key", "PAYLAB_BANK_API_KEY", "",
                           ctx->bank_api_key, sizeof ctx->bank_api_key);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
+    rc = secrets_load(ctx->cfg.data_dir, "webhook_secret", "PAYLAB_WEBHOOK_SECRET", "whsec_",
+                      ctx->webhook_secret, sizeof ctx->webhook_secret);
+    if (rc != 0)
+        return rc;
     return secrets_load(ctx->cfg.data_dir, "token_secret", "PAYLAB_TOKEN_SECRET", "",
                         ctx->token_secret, sizeof ctx->token_secret);
+}
+
+/* The ZeroMQ side: events out (publishing what an earlier run left), webhooks in, and the
+ * outbox resuming the rows an earlier run left. */
+static int wallet_async_start(struct wallet_ctx *ctx)
+{
+    ctx->zctx = zmq_ctx_new();
+    if (ctx->zctx == NULL)
+        return PL_ENOMEM;
+    int rc = events_start(ctx);
+    if (rc == 0)
+        rc = intake_start(ctx);
+    if (rc == 0)
+        rc = outbox_start(ctx);
+    return rc;
 }
 
 static int wallet_open(struct wallet_ctx *ctx)
@@ -167,25 +195,32 @@ static int wallet_open(struct wallet_ctx *ctx)
         log_error("cannot create the data dir", "path=\"%s\" errno=%d", ctx->cfg.data_dir, errno);
         return PL_EIO;
     }
-    if (wallet_secrets(ctx) != 0) return PL_EIO;
+    if (wallet_secrets(ctx) != 0)
+        return PL_EIO;
     char path[CONFIG_STR_BYTES_MAX + 16];
     int n = snprintf(path, sizeof path, "%s/wallet.db", ctx->cfg.data_dir);
-    if (n < 0 || (size_t)n >= sizeof path) return PL_ERANGE;
+    if (n < 0 || (size_t)n >= sizeof path)
+        return PL_ERANGE;
     if (ledger_open(&ctx->db, path, pl_now_ms(), ctx->epoch, sizeof ctx->epoch) != 0) {
         log_error("cannot open wallet.db", "path=\"%s\"", path);
         return PL_EDB;
     }
     ctx->base = event_base_new();
     ctx->metrics = metrics_new();
-    if (ctx->base == NULL || ctx->metrics == NULL) return PL_ENOMEM;
+    if (ctx->base == NULL || ctx->metrics == NULL)
+        return PL_ENOMEM;
     ctx->curl = curlev_new(ctx->base);
-    if (ctx->curl == NULL) return PL_ENOMEM;
+    if (ctx->curl == NULL)
+        return PL_ENOMEM;
     ctx->prune_timer = event_new(ctx->base, -1, EV_PERSIST, wallet_prune, ctx);
-    if (ctx->prune_timer == NULL) return PL_ENOMEM;
+    if (ctx->prune_timer == NULL)
+        return PL_ENOMEM;
     struct timeval tv = {.tv_sec = WALLET_IDEM_PRUNE_MS / 1000, .tv_usec = 0};
-    if (event_add(ctx->prune_timer, &tv) != 0) return PL_EIO;
+    if (event_add(ctx->prune_timer, &tv) != 0)
+        return PL_EIO;
     wallet_prune(-1, 0, ctx);
-    return reconciler_start(ctx);
+    int rc = reconciler_start(ctx);
+    return rc != 0 ? rc : wallet_async_start(ctx);
 }
 
 static int wallet_signals(struct wallet_main *wm)
@@ -195,32 +230,49 @@ static int wallet_signals(struct wallet_main *wm)
     wm->sigterm = evsignal_new(base, SIGTERM, wallet_on_signal, wm);
     wm->sigint = evsignal_new(base, SIGINT, wallet_on_signal, wm);
     wm->drain_timer = event_new(base, -1, EV_PERSIST, wallet_drain_check, wm);
-    if (wm->sigterm == NULL || wm->sigint == NULL || wm->drain_timer == NULL) return PL_ENOMEM;
-    if (event_add(wm->sigterm, NULL) != 0 || event_add(wm->sigint, NULL) != 0) return PL_EIO;
+    if (wm->sigterm == NULL || wm->sigint == NULL || wm->drain_timer == NULL)
+        return PL_ENOMEM;
+    if (event_add(wm->sigterm, NULL) != 0 || event_add(wm->sigint, NULL) != 0)
+        return PL_EIO;
     return 0;
 }
 
 static void wallet_close(struct wallet_main *wm)
 {
     struct wallet_ctx *ctx = wm->ctx;
-    if (ctx->curl != NULL) api_abort_pending(ctx);
+    if (ctx->curl != NULL)
+        api_abort_pending(ctx);
     reconciler_stop(ctx);
-    if (ctx->http != NULL) evhttp_free(ctx->http);
-    if (wm->sigterm != NULL) event_free(wm->sigterm);
-    if (wm->sigint != NULL) event_free(wm->sigint);
-    if (wm->drain_timer != NULL) event_free(wm->drain_timer);
-    if (ctx->prune_timer != NULL) event_free(ctx->prune_timer);
-    if (ctx->curl != NULL) curlev_free(ctx->curl);
+    outbox_stop(ctx);
+    intake_stop(ctx);
+    events_stop(ctx);
+    if (ctx->zctx != NULL)
+        zmq_ctx_term(ctx->zctx);
+    if (ctx->http != NULL)
+        evhttp_free(ctx->http);
+    if (wm->sigterm != NULL)
+        event_free(wm->sigterm);
+    if (wm->sigint != NULL)
+        event_free(wm->sigint);
+    if (wm->drain_timer != NULL)
+        event_free(wm->drain_timer);
+    if (ctx->prune_timer != NULL)
+        event_free(ctx->prune_timer);
+    if (ctx->curl != NULL)
+        curlev_free(ctx->curl);
     db_close(&ctx->db);
-    if (ctx->metrics != NULL) metrics_free(ctx->metrics);
-    if (ctx->base != NULL) event_base_free(ctx->base);
+    if (ctx->metrics != NULL)
+        metrics_free(ctx->metrics);
+    if (ctx->base != NULL)
+        event_base_free(ctx->base);
     free(ctx);
 }
 
 int main(int argc, char **argv)
 {
     struct wallet_ctx *ctx = calloc(1, sizeof *ctx);
-    if (ctx == NULL) return 1;
+    if (ctx == NULL)
+        return 1;
     wallet_defaults(&ctx->cfg);
     enum config_result cr = wallet_flags(&ctx->cfg, argc, argv);
     if (cr != CONFIG_OK) {
@@ -236,10 +288,12 @@ int main(int argc, char **argv)
     log_init("wallet", level);
     struct wallet_main wm = {.ctx = ctx};
     int rc = wallet_open(ctx);
-    if (rc == 0) rc = wallet_signals(&wm);
+    if (rc == 0)
+        rc = wallet_signals(&wm);
     if (rc == 0) {
         ctx->http = http_listen(ctx->base, ctx->cfg.bind, (int)ctx->cfg.http_port, api_handle, ctx);
-        if (ctx->http == NULL) rc = PL_EIO;
+        if (ctx->http == NULL)
+            rc = PL_EIO;
     }
     if (rc != 0) {
         log_error("wallet-service could not start", "rc=%d", rc);

@@ -43,7 +43,8 @@ static void recon_slot_free(struct recon_slot *s)
 bool reconciler_busy_with(const struct wallet_ctx *ctx, const char *txn_id)
 {
     for (size_t i = 0; i < RECON_BATCH_MAX; i++) {
-        if (ctx->recon[i].used && strcmp(ctx->recon[i].txn_id, txn_id) == 0) return true;
+        if (ctx->recon[i].used && strcmp(ctx->recon[i].txn_id, txn_id) == 0)
+            return true;
     }
     return false;
 }
@@ -55,9 +56,10 @@ static void recon_call(struct recon_slot *s)
 {
     struct wallet_ctx *ctx = s->ctx;
     struct bank_call call;
-    int rc = s->voiding ? bank_void_call(ctx, s->txn_id, &call)
-                        : bank_query_call(ctx, s->txn_id, &call);
-    if (rc == 0) rc = curlev_start(ctx->curl, &call.req, recon_done, s, &s->xfer);
+    int rc =
+        s->voiding ? bank_void_call(ctx, s->txn_id, &call) : bank_query_call(ctx, s->txn_id, &call);
+    if (rc == 0)
+        rc = curlev_start(ctx->curl, &call.req, recon_done, s, &s->xfer);
     bank_call_free(&call);
     if (rc != 0) {
         log_warn("reconciler could not start a bank call", "txn=%s rc=%d", s->txn_id, rc);
@@ -70,8 +72,8 @@ static void recon_settle(struct recon_slot *s, const struct ledger_txn *t,
                          const struct bank_answer *a)
 {
     char reason[WALLET_REASON_BYTES_MAX + 64];
-    snprintf(reason, sizeof reason, "%s: %s", s->voiding ? "the reconciler voided the reference"
-                                                         : "the reconciler asked the bank",
+    snprintf(reason, sizeof reason, "%s: %s",
+             s->voiding ? "the reconciler voided the reference" : "the reconciler asked the bank",
              a->detail);
     struct settle_outcome o = {
         .to = a->verdict == BANK_SUCCEEDED ? TXN_SUCCEEDED : TXN_FAILED,
@@ -151,7 +153,8 @@ static struct recon_slot *recon_slot_take(struct wallet_ctx *ctx, const char *tx
 {
     for (size_t i = 0; i < RECON_BATCH_MAX; i++) {
         struct recon_slot *s = &ctx->recon[i];
-        if (s->used) continue;
+        if (s->used)
+            continue;
         s->used = true;
         s->ctx = ctx;
         s->voiding = false;
@@ -168,7 +171,8 @@ static void recon_tick(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     struct wallet_ctx *ctx = arg;
-    if (ctx->draining || ctx->recon_inflight >= RECON_BATCH_MAX) return;
+    if (ctx->draining || ctx->recon_inflight >= RECON_BATCH_MAX)
+        return;
     char ids[RECON_BATCH_MAX][ID_BYTES_MAX];
     size_t count = 0;
     int rc = ledger_open_txns(&ctx->db, pl_now_ms() - ctx->cfg.pending_grace_ms, ids,
@@ -178,9 +182,11 @@ static void recon_tick(evutil_socket_t fd, short what, void *arg)
         return;
     }
     for (size_t i = 0; i < count; i++) {
-        if (reconciler_busy_with(ctx, ids[i]) || api_payment_in_flight(ctx, ids[i])) continue;
+        if (reconciler_busy_with(ctx, ids[i]) || api_payment_in_flight(ctx, ids[i]))
+            continue;
         struct recon_slot *s = recon_slot_take(ctx, ids[i]);
-        if (s == NULL) break;
+        if (s == NULL)
+            break;
         recon_count(ctx, "query");
         recon_call(s);
     }
@@ -190,12 +196,14 @@ int reconciler_start(struct wallet_ctx *ctx)
 {
     assert(ctx->recon_timer == NULL);
     ctx->recon_timer = event_new(ctx->base, -1, EV_PERSIST, recon_tick, ctx);
-    if (ctx->recon_timer == NULL) return PL_ENOMEM;
+    if (ctx->recon_timer == NULL)
+        return PL_ENOMEM;
     struct timeval tv = {
         .tv_sec = (time_t)(ctx->cfg.reconcile_ms / 1000),
         .tv_usec = (suseconds_t)((ctx->cfg.reconcile_ms % 1000) * 1000),
     };
-    if (event_add(ctx->recon_timer, &tv) != 0) return PL_EIO;
+    if (event_add(ctx->recon_timer, &tv) != 0)
+        return PL_EIO;
     return 0;
 }
 
@@ -207,8 +215,10 @@ void reconciler_stop(struct wallet_ctx *ctx)
     }
     for (size_t i = 0; i < RECON_BATCH_MAX; i++) {
         struct recon_slot *s = &ctx->recon[i];
-        if (!s->used) continue;
-        if (s->xfer != NULL) curlev_cancel(ctx->curl, s->xfer);
+        if (!s->used)
+            continue;
+        if (s->xfer != NULL)
+            curlev_cancel(ctx->curl, s->xfer);
         recon_slot_free(s);
     }
 }

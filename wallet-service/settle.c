@@ -1,8 +1,10 @@
 /* settle.c owns "settle this transaction to this outcome": the status change, the postings
  * that go with it, the timeline line and the idempotency status, in ONE SQLite transaction.
- * Every path that learns an outcome goes through settle_apply(): the sync response today,
- * the reconciler, and (later) webhook intake, which will also write its event rows and
- * webhooks_seen row inside the same transaction.
+ * Every path that learns an outcome goes through here: the sync response and the outbox's
+ * 2xx (settle_apply), the reconciler (settle_apply), and webhook intake (settle_in_txn,
+ * inside the transaction that also records its webhooks_seen row). The same commit writes
+ * the user's event rows (transaction.updated, then balance.updated when the wallet balance
+ * moved) and stops the transaction's outbox row once it is final.
  * Must not: do network I/O or reply to clients; callers act on the returned state after
  * the commit.
  * Invariant: the state-machine guard (ledger_txn_transition) lets exactly one path move a
@@ -19,7 +21,15 @@
 
 #define MASK(s) (1u << (unsigned)(s))
 
-/* The settlement postings of DESIGN §9 for t moving to `to`. */
+/* True when t moving to `to` changes its user's wallet balance (a credited top-up, a
+ * returned withdrawal hold). */
+static bool settle_moves_wallet(const struct ledger_txn *t, enum txn_status to)
+{
+    return (t->kind == TXN_KIND_TOPUP && to == TXN_SUCCEEDED) ||
+           (t->kind == TXN_KIND_WITHDRAWAL && to == TXN_FAILED);
+}
+
+/* The settlement postings of DESIGN section 9 for t moving to `to`. */
 static int settle_post(struct wallet_ctx *ctx, const struct ledger_txn *t, enum txn_status to,
                        int64_t now_ms)
 {
@@ -36,13 +46,16 @@ static int settle_post(struct wallet_ctx *ctx, const struct ledger_txn *t, enum 
         from = LEDGER_ACCOUNT_PAYOUTS;
         dest = wallet;
     }
-    if (from == NULL) return 0; /* a failed top-up or an unknown: nothing moves */
+    if (from == NULL)
+        return 0; /* a failed top-up or an unknown: nothing moves */
     int rc = ledger_post(&ctx->db, t->id, from, dest, t->amount_minor, now_ms);
     assert(rc != LEDGER_EFUNDS); /* the withdrawal's hold is in payouts:in_flight */
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     int64_t sum = -1;
     rc = ledger_txn_entries_sum(&ctx->db, t->id, &sum);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     assert(sum == 0); /* invariant 2 */
     return 0;
 }
@@ -51,34 +64,74 @@ static int settle_post(struct wallet_ctx *ctx, const struct ledger_txn *t, enum 
 static int settle_lost_race(struct wallet_ctx *ctx, const struct ledger_txn *t,
                             const struct settle_outcome *o, int64_t now_ms)
 {
-    if (!txn_status_final(t->status) || !txn_status_final(o->to) || t->status == o->to) return 0;
+    if (!txn_status_final(t->status) || !txn_status_final(o->to) || t->status == o->to)
+        return 0;
     char detail[WALLET_REASON_BYTES_MAX + 64];
     snprintf(detail, sizeof detail, "%s said %s, but the transaction is already %s: %s",
              txn_settled_by_name(o->by), txn_status_name(o->to), txn_status_name(t->status),
              o->reason);
-    log_warn("conflicting outcome recorded, not applied", "txn=%s trace=%s now=%s said=%s",
-             t->id, t->traceparent, txn_status_name(t->status), txn_status_name(o->to));
+    log_warn("conflicting outcome recorded, not applied", "txn=%s trace=%s now=%s said=%s", t->id,
+             t->traceparent, txn_status_name(t->status), txn_status_name(o->to));
     int rc = ledger_conflict_insert(&ctx->db, t->id, txn_settled_by_name(o->by), detail, now_ms);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     return ledger_log(&ctx->db, t->id, now_ms, "conflict", t->status, detail);
 }
 
-/* Moves t to o->to inside the open transaction; PL_ECONFLICT when the guard refused. */
+/* What goes with a move the guard allowed: postings, timeline, idempotency status, the
+ * outbox row, the events. Any failure here is a real one (never "lost the race"). */
+static int settle_effects(struct wallet_ctx *ctx, const struct ledger_txn *t,
+                          const struct settle_outcome *o, int64_t now_ms)
+{
+    int rc = settle_post(ctx, t, o->to, now_ms);
+    if (rc != 0)
+        return rc;
+    rc = ledger_log(&ctx->db, t->id, now_ms, o->event, o->to, o->reason);
+    if (rc != 0)
+        return rc;
+    if (o->idem_status_code != 0)
+        rc = ledger_idem_set_status(&ctx->db, t->id, o->idem_status_code);
+    if (rc == 0 && txn_status_final(o->to))
+        rc = outbox_close(&ctx->db, t->id, OUTBOX_SETTLED, now_ms);
+    if (rc != 0)
+        return rc;
+    struct ledger_txn after = *t;
+    after.status = o->to;
+    after.settled_by = o->by;
+    after.updated_at_ms = now_ms;
+    return events_record(ctx, &after, t->user, settle_moves_wallet(t, o->to), now_ms);
+}
+
+/* Moves t to o->to inside the open transaction; PL_ECONFLICT only when the guard refused. */
 static int settle_move(struct wallet_ctx *ctx, const struct ledger_txn *t,
                        const struct settle_outcome *o, int64_t now_ms)
 {
-    unsigned from = o->to == TXN_UNKNOWN ? MASK(TXN_PENDING) : MASK(TXN_PENDING) | MASK(TXN_UNKNOWN);
+    unsigned from =
+        o->to == TXN_UNKNOWN ? MASK(TXN_PENDING) : MASK(TXN_PENDING) | MASK(TXN_UNKNOWN);
     const char *reason = o->to == TXN_FAILED ? o->failure_reason : NULL;
-    int rc = ledger_txn_transition(&ctx->db, t->id, from, o->to, o->by, reason,
-                                   o->bank_payment_id, now_ms);
-    if (rc != 0) return rc;
-    rc = settle_post(ctx, t, o->to, now_ms);
-    if (rc != 0) return rc;
-    rc = ledger_log(&ctx->db, t->id, now_ms, o->event, o->to, o->reason);
-    if (rc != 0) return rc;
-    if (o->idem_status_code != 0) rc = ledger_idem_set_status(&ctx->db, t->id, o->idem_status_code);
-    /* Later: the transaction.updated / balance.updated event rows go here, same commit. */
-    return rc;
+    int rc = ledger_txn_transition(&ctx->db, t->id, from, o->to, o->by, reason, o->bank_payment_id,
+                                   now_ms);
+    if (rc != 0)
+        return rc;
+    rc = settle_effects(ctx, t, o, now_ms);
+    return rc == PL_ECONFLICT ? PL_EDB : rc; /* a constraint after the move is a failure */
+}
+
+int settle_in_txn(struct wallet_ctx *ctx, const struct ledger_txn *t,
+                  const struct settle_outcome *o, int64_t now_ms, bool *moved_out)
+{
+    assert(ctx->db.in_txn);
+    assert(o->to != TXN_PENDING);
+    assert(txn_status_final(o->to) == (o->by != SETTLED_NONE));
+    *moved_out = false;
+    int rc = settle_move(ctx, t, o, now_ms);
+    if (rc == 0) {
+        *moved_out = true;
+        return 0;
+    }
+    if (rc != PL_ECONFLICT)
+        return rc;
+    return settle_lost_race(ctx, t, o, now_ms);
 }
 
 int settle_apply(struct wallet_ctx *ctx, const char *txn_id, const struct settle_outcome *o,
@@ -90,22 +143,22 @@ int settle_apply(struct wallet_ctx *ctx, const char *txn_id, const struct settle
     *changed_out = false;
     int64_t now_ms = pl_now_ms();
     int rc = db_begin(&ctx->db);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     struct ledger_txn t;
     rc = ledger_txn_get(&ctx->db, txn_id, &t);
-    if (rc != 0) goto fail;
+    if (rc != 0)
+        goto fail;
     bool moved = false;
-    rc = settle_move(ctx, &t, o, now_ms);
-    if (rc == 0) {
-        moved = true;
-    } else if (rc == PL_ECONFLICT) {
-        rc = settle_lost_race(ctx, &t, o, now_ms);
-    }
-    if (rc != 0) goto fail;
+    rc = settle_in_txn(ctx, &t, o, now_ms, &moved);
+    if (rc != 0)
+        goto fail;
     rc = db_commit(&ctx->db);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     *changed_out = moved;
     if (moved) {
+        events_kick(ctx);
         log_info("transaction updated", "txn=%s trace=%s status=%s by=%s reason=\"%s\"", txn_id,
                  t.traceparent, txn_status_name(o->to),
                  o->by != SETTLED_NONE ? txn_settled_by_name(o->by) : "-", o->reason);
@@ -113,7 +166,8 @@ int settle_apply(struct wallet_ctx *ctx, const char *txn_id, const struct settle
     return ledger_txn_get(&ctx->db, txn_id, out);
 fail:
     db_rollback(&ctx->db);
-    if (rc != PL_EBUSY) log_error("settling failed", "txn=%s rc=%d", txn_id, rc);
+    if (rc != PL_EBUSY)
+        log_error("settling failed", "txn=%s rc=%d", txn_id, rc);
     return rc;
 }
 
@@ -122,16 +176,20 @@ int settle_conflict(struct wallet_ctx *ctx, const char *txn_id, const char *sour
 {
     int64_t now_ms = pl_now_ms();
     int rc = db_begin(&ctx->db);
-    if (rc != 0) return rc;
+    if (rc != 0)
+        return rc;
     struct ledger_txn t;
     rc = ledger_txn_get(&ctx->db, txn_id, &t);
-    if (rc == 0) rc = ledger_conflict_insert(&ctx->db, txn_id, source, detail, now_ms);
-    if (rc == 0) rc = ledger_log(&ctx->db, txn_id, now_ms, "conflict", t.status, detail);
+    if (rc == 0)
+        rc = ledger_conflict_insert(&ctx->db, txn_id, source, detail, now_ms);
+    if (rc == 0)
+        rc = ledger_log(&ctx->db, txn_id, now_ms, "conflict", t.status, detail);
     if (rc != 0) {
         db_rollback(&ctx->db);
         return rc;
     }
     rc = db_commit(&ctx->db);
-    if (rc == 0) log_warn("conflict recorded, not applied", "txn=%s detail=\"%s\"", txn_id, detail);
+    if (rc == 0)
+        log_warn("conflict recorded, not applied", "txn=%s detail=\"%s\"", txn_id, detail);
     return rc;
 }

@@ -1,6 +1,6 @@
 /* wallet.h: the wallet-service's one context struct and the contracts between its modules
- * (main, api, ledger, bank_client, settle, reconciler). Nothing here is exported beyond
- * the wallet-service binary. */
+ * (main, api, ledger, bank_client, settle, reconciler, outbox, events, intake). Nothing here
+ * is exported beyond the wallet-service binary. */
 #ifndef PAYLAB_WALLET_H
 #define PAYLAB_WALLET_H
 
@@ -20,6 +20,7 @@ struct evhttp;
 struct evhttp_request;
 struct evhttp_connection;
 struct metrics;
+struct zbus;
 
 /* ---- limits ---------------------------------------------------------------------------- */
 
@@ -48,6 +49,49 @@ struct metrics;
 /* SHA-256 in hex + NUL. */
 #define WALLET_FINGERPRINT_BYTES 65
 
+/* ---- limits of the asynchronous path --------------------------------------------------- */
+
+/* Outbox sends in flight at once: a bank that is slow or down costs at most this many
+ * connections, whatever the number of waiting rows. */
+#define OUTBOX_INFLIGHT_MAX 32
+/* How often the outbox looks for due rows (a fresh row is sent at once, without waiting). */
+#define OUTBOX_TICK_MS 50
+/* Retry delays: the first retry after about OUTBOX_BACKOFF_MIN_MS, doubling per attempt, never
+ * above OUTBOX_BACKOFF_MAX_MS; each delay is jittered into [delay/2, delay]. */
+#define OUTBOX_BACKOFF_MIN_MS 100
+#define OUTBOX_BACKOFF_MAX_MS 5000
+/* Header lines stored with an outbox row (Content-Type, Accept, Idempotency-Key,
+ * traceparent); the Authorization header is added at send time, never stored. */
+#define OUTBOX_HEADERS_MAX 8
+#define OUTBOX_HEADERS_BYTES_MAX 1024
+/* Rows stopped at their deadline per tick (one short transaction). */
+#define OUTBOX_EXPIRE_BATCH 64
+
+/* Events published per pass after a commit; more wait for the next pass of the loop. */
+#define EVENTS_PUBLISH_BATCH 256
+/* How often the published flag of sent events is written (one UPDATE for all of them). */
+#define EVENTS_MARK_MS 200
+/* sys.heads: every second, the head seq of each user with events in the last minute. */
+#define EVENTS_HEADS_MS 1000
+#define EVENTS_HEADS_WINDOW_MS 60000
+#define EVENTS_HEADS_USERS_MAX 1000
+/* GET /v1/users/{user}/events?limit= (docs/contracts.md). */
+#define EVENTS_LIST_LIMIT_DEFAULT 100
+#define EVENTS_LIST_LIMIT_MAX 500
+/* One event's JSON: a handle, ids, a traceparent and a few numbers. */
+#define EVENTS_PAYLOAD_BYTES_MAX 1024
+/* PUB high-water mark: a gateway further behind loses events and fetches them by seq. */
+#define EVENTS_PUB_HWM 100000
+
+/* webhooks_seen rows cover the bank's whole retry schedule (about 28 h at --time-scale 1)
+ * with room to spare; older ones are pruned in batches with the idempotency keys. */
+#define WEBHOOKS_KEEP_MS (3LL * 24 * 3600 * 1000)
+#define WEBHOOKS_PRUNE_BATCH 1000
+/* A gateway's request id is a short ASCII id; anything longer is not ours. */
+#define INTAKE_REQUEST_ID_BYTES_MAX 128
+/* The relayed webhook body (the gateway refuses bodies above 64 KiB). */
+#define INTAKE_BODY_BYTES_MAX (64 * 1024)
+
 /* The wallet's own error code beside PL_E*: a wallet would go below zero. */
 #define LEDGER_EFUNDS (-20)
 
@@ -58,15 +102,15 @@ struct wallet_config {
     char bind[CONFIG_STR_BYTES_MAX];
     char data_dir[CONFIG_STR_BYTES_MAX];
     char bank_url[CONFIG_STR_BYTES_MAX];
-    char notify_url[CONFIG_STR_BYTES_MAX];   /* sent to the bank with every payment */
-    char zmq_router[CONFIG_STR_BYTES_MAX];   /* accepted now, bound by the async work */
-    char zmq_pub[CONFIG_STR_BYTES_MAX];      /* accepted now, bound by the async work */
-    int64_t bank_timeout_ms;                 /* a sync bank call gives up after this */
-    int64_t reconcile_ms;                    /* reconciler tick */
-    int64_t pending_grace_ms;                /* pending older than this is reconciled */
-    int64_t payment_ttl_sync_ms;             /* expires_at_ms = now + this (sync modes) */
-    int64_t payment_ttl_async_ms;            /* the same for async (later) */
-    int64_t bank_opening_minor;              /* opening balance of an account we open */
+    char notify_url[CONFIG_STR_BYTES_MAX]; /* sent to the bank with every payment */
+    char zmq_router[CONFIG_STR_BYTES_MAX]; /* ROUTER bound here: webhook intake */
+    char zmq_pub[CONFIG_STR_BYTES_MAX];    /* PUB bound here: events */
+    int64_t bank_timeout_ms;               /* a sync bank call gives up after this */
+    int64_t reconcile_ms;                  /* reconciler tick */
+    int64_t pending_grace_ms;              /* pending older than this is reconciled */
+    int64_t payment_ttl_sync_ms;           /* expires_at_ms = now + this (sync modes) */
+    int64_t payment_ttl_async_ms;          /* the same for async */
+    int64_t bank_opening_minor;            /* opening balance of an account we open */
     char nodal_account[CONFIG_STR_BYTES_MAX];
     int64_t ws_token_ttl_s;
     char log_level[CONFIG_STR_BYTES_MAX];
@@ -116,7 +160,7 @@ struct ledger_idem {
 
 struct ledger_log_line {
     int64_t at_ms;
-    const char *event;  /* borrowed for the callback */
+    const char *event; /* borrowed for the callback */
     const char *status;
     const char *reason;
 };
@@ -137,8 +181,8 @@ int ledger_open(struct db *db, const char *path, int64_t now_ms, char *epoch_out
 
 /* Every write below must run inside db_begin … db_commit (asserted). */
 /* Inserts the user and its wallet:<user> account. PL_ECONFLICT if the user exists. */
-int ledger_user_insert(struct db *db, const char *user, const char *phone,
-                       const char *bank_account, int64_t now_ms);
+int ledger_user_insert(struct db *db, const char *user, const char *phone, const char *bank_account,
+                       int64_t now_ms);
 int ledger_txn_insert(struct db *db, const struct ledger_txn *t);
 /* Appends a timeline line for txn_id (its status after this line, and a human reason). */
 int ledger_log(struct db *db, const char *txn_id, int64_t now_ms, const char *event,
@@ -146,18 +190,22 @@ int ledger_log(struct db *db, const char *txn_id, int64_t now_ms, const char *ev
 /* Moves amount_minor from from_account to to_account: two entries that sum to 0 and the two
  * balance updates. LEDGER_EFUNDS when from_account is a wallet or payouts account that would
  * go below zero (nothing is written then). */
-int ledger_post(struct db *db, const char *txn_id, const char *from_account,
-                const char *to_account, int64_t amount_minor, int64_t now_ms);
+int ledger_post(struct db *db, const char *txn_id, const char *from_account, const char *to_account,
+                int64_t amount_minor, int64_t now_ms);
 /* The state-machine guard: UPDATE … WHERE id=? AND status IN (from_mask). from_mask is a
  * bit set of (1 << enum txn_status). 0 when the row moved, PL_ECONFLICT when no row matched
  * (another path got there first). failure_reason / bank_payment_id may be NULL (kept). */
-int ledger_txn_transition(struct db *db, const char *txn_id, unsigned from_mask,
-                          enum txn_status to, enum txn_settled_by by, const char *failure_reason,
+int ledger_txn_transition(struct db *db, const char *txn_id, unsigned from_mask, enum txn_status to,
+                          enum txn_settled_by by, const char *failure_reason,
                           const char *bank_payment_id, int64_t now_ms);
 int ledger_conflict_insert(struct db *db, const char *txn_id, const char *source,
                            const char *detail, int64_t now_ms);
-int ledger_idem_insert(struct db *db, const char *key, const char *fingerprint,
-                       const char *txn_id, int status_code, int64_t now_ms);
+/* Records the bank's payment id of txn_id when it has none yet (status unchanged).
+ * *changed_out: whether it was new. */
+int ledger_txn_set_payment_id(struct db *db, const char *txn_id, const char *bank_payment_id,
+                              int64_t now_ms, bool *changed_out);
+int ledger_idem_insert(struct db *db, const char *key, const char *fingerprint, const char *txn_id,
+                       int status_code, int64_t now_ms);
 /* Records the status code of the first response for the keys of txn_id (0 rows is fine). */
 int ledger_idem_set_status(struct db *db, const char *txn_id, int status_code);
 /* Deletes at most WALLET_IDEM_PRUNE_BATCH keys created before cutoff_ms (own transaction). */
@@ -176,8 +224,8 @@ int ledger_user_txns(struct db *db, const char *user, int limit,
                      void (*fn)(const struct ledger_txn *t, void *arg), void *arg);
 /* Ids of transactions to reconcile: unknown, or pending with updated_at_ms < pending_before_ms;
  * at most cap. Those with a reconciler conflict on record are left to people. */
-int ledger_open_txns(struct db *db, int64_t pending_before_ms, char ids[][ID_BYTES_MAX],
-                     size_t cap, size_t *count_out);
+int ledger_open_txns(struct db *db, int64_t pending_before_ms, char ids[][ID_BYTES_MAX], size_t cap,
+                     size_t *count_out);
 /* Calls fn(status_name, count) for every status present. */
 int ledger_status_counts(struct db *db, void (*fn)(const char *status, int64_t count, void *arg),
                          void *arg);
@@ -243,13 +291,13 @@ void bank_classify(const struct curlev_result *res, const struct ledger_txn *t,
 /* ---- settle.c: apply an outcome in one SQLite transaction ------------------------------ */
 
 struct settle_outcome {
-    enum txn_status to;            /* UNKNOWN, SUCCEEDED or FAILED */
-    enum txn_settled_by by;        /* for a final `to` */
-    const char *failure_reason;    /* FAILED only; may be NULL */
-    const char *bank_payment_id;   /* may be NULL */
-    const char *event;             /* timeline event name ("bank_answer", "timeout", …) */
-    const char *reason;            /* human sentence for the timeline */
-    int idem_status_code;          /* status of the first response to record, 0 = keep */
+    enum txn_status to;          /* UNKNOWN, SUCCEEDED or FAILED */
+    enum txn_settled_by by;      /* for a final `to` */
+    const char *failure_reason;  /* FAILED only; may be NULL */
+    const char *bank_payment_id; /* may be NULL */
+    const char *event;           /* timeline event name ("bank_answer", "timeout", …) */
+    const char *reason;          /* human sentence for the timeline */
+    int idem_status_code;        /* status of the first response to record, 0 = keep */
 };
 
 /* Applies o to txn_id: status + postings + log (+ idempotency status) in one commit, guarded
@@ -258,6 +306,13 @@ struct settle_outcome {
  * *changed_out tells whether this call moved it. 0, PL_EBUSY, PL_EDB, PL_ENOTFOUND. */
 int settle_apply(struct wallet_ctx *ctx, const char *txn_id, const struct settle_outcome *o,
                  struct ledger_txn *out, bool *changed_out);
+/* settle_apply's body for callers that hold the transaction open themselves (webhook intake
+ * writes its webhooks_seen row in the same commit): t is the row as read inside it. Moves t,
+ * posts, logs, writes its event rows and closes its outbox row; or, when the guard refuses,
+ * records a contradicting final outcome as a conflict. The caller commits, then calls
+ * events_kick. *moved_out tells whether t moved. 0 or a PL_E* (the caller rolls back). */
+int settle_in_txn(struct wallet_ctx *ctx, const struct ledger_txn *t,
+                  const struct settle_outcome *o, int64_t now_ms, bool *moved_out);
 /* Records a contradicting answer without applying it (own commit). */
 int settle_conflict(struct wallet_ctx *ctx, const char *txn_id, const char *source,
                     const char *detail);
@@ -277,6 +332,66 @@ void reconciler_stop(struct wallet_ctx *ctx);
 /* True when a status query or void for txn_id is in flight. */
 bool reconciler_busy_with(const struct wallet_ctx *ctx, const char *txn_id);
 
+/* ---- outbox.c: async bank requests, stored as bytes, sent after their commit ------------ */
+
+/* What an outbox row's `done` column says. */
+enum outbox_state {
+    OUTBOX_DUE = 0,      /* to be sent (again) at next_attempt_at_ms */
+    OUTBOX_ACCEPTED = 1, /* the bank took it (2xx, reference and amount ours) */
+    OUTBOX_EXPIRED = 2,  /* stopped at expires_at_ms: the reconciler takes over */
+    OUTBOX_SETTLED = 3,  /* the transaction became final first (webhook, reconciler) */
+};
+
+struct outbox_slot {
+    bool used;
+    struct wallet_ctx *ctx;
+    int64_t row_id;
+    char txn_id[ID_BYTES_MAX];
+    int64_t attempts; /* attempts recorded before this one */
+    struct curlev_xfer *xfer;
+};
+
+/* Inside an open transaction: stores t's bank request (POST /v1/payments, mode async,
+ * notify_url, Idempotency-Key = reference = t->id, a traceparent child of t's) as the exact
+ * bytes to send, due at once. 0, PL_ENOMEM, PL_ERANGE, PL_EDB. */
+int outbox_insert(struct wallet_ctx *ctx, const struct ledger_txn *t, int64_t now_ms);
+/* Inside an open transaction: txn_id's row (if still due) stops — OUTBOX_SETTLED when the
+ * transaction became final, OUTBOX_ACCEPTED when a webhook shows the bank has the payment. */
+int outbox_close(struct db *db, const char *txn_id, enum outbox_state state, int64_t now_ms);
+/* Schedules a send pass on the loop (call after the COMMIT that wrote a row). */
+void outbox_kick(struct wallet_ctx *ctx);
+/* Rows still to be sent (for /metrics); -1 on a database error. */
+int64_t outbox_depth(struct wallet_ctx *ctx);
+int outbox_start(struct wallet_ctx *ctx);
+/* Cancels the sends in flight; their rows are re-sent by the next run. */
+void outbox_stop(struct wallet_ctx *ctx);
+
+/* ---- events.c: per-user event rows, written with the change, published after it ---------- */
+
+/* Inside an open transaction: appends user's events for t's new state — transaction.updated,
+ * then balance.updated when balance_changed — on the next gapless seqs. 0 or PL_E*. */
+int events_record(struct wallet_ctx *ctx, const struct ledger_txn *t, const char *user,
+                  bool balance_changed, int64_t now_ms);
+/* Schedules publication of committed, unpublished events (call after the COMMIT). */
+void events_kick(struct wallet_ctx *ctx);
+/* user's latest seq (0 when none). */
+int events_head(struct db *db, const char *user, int64_t *head_out);
+/* Calls fn with the stored JSON of user's events with seq > after, oldest first, at most
+ * limit. The payload is borrowed for the call. */
+int events_list(struct db *db, const char *user, int64_t after, int limit,
+                void (*fn)(const char *payload, void *arg), void *arg);
+/* Binds the PUB socket, publishes what an earlier run left unpublished, starts sys.heads. */
+int events_start(struct wallet_ctx *ctx);
+void events_stop(struct wallet_ctx *ctx);
+
+/* ---- intake.c: signed webhooks relayed by the gateways over ZMQ ------------------------- */
+
+int intake_start(struct wallet_ctx *ctx);
+void intake_stop(struct wallet_ctx *ctx);
+/* Deletes at most WEBHOOKS_PRUNE_BATCH webhooks_seen rows received before cutoff_ms (own
+ * transaction). */
+int intake_prune(struct db *db, int64_t cutoff_ms, int *deleted_out);
+
 /* ---- api.c ---------------------------------------------------------------------------- */
 
 enum pending_kind { PENDING_FREE = 0, PENDING_PAYMENT, PENDING_USER };
@@ -285,20 +400,20 @@ enum pending_kind { PENDING_FREE = 0, PENDING_PAYMENT, PENDING_USER };
 struct api_pending {
     enum pending_kind kind;
     struct wallet_ctx *ctx;
-    struct evhttp_request *req;      /* NULL once the client went away or was answered */
-    struct evhttp_connection *conn;  /* whose closecb points at this record */
-    struct curlev_xfer *xfer;        /* the bank call in flight, or NULL */
-    struct event *watch;             /* EV_READ on the client's socket: notices it leaving */
+    struct evhttp_request *req;     /* NULL once the client went away or was answered */
+    struct evhttp_connection *conn; /* whose closecb points at this record */
+    struct curlev_xfer *xfer;       /* the bank call in flight, or NULL */
+    struct event *watch;            /* EV_READ on the client's socket: notices it leaving */
     int64_t start_us;
-    const char *route;               /* metrics label, a literal */
-    char txn_id[ID_BYTES_MAX];       /* PENDING_PAYMENT */
+    const char *route;                     /* metrics label, a literal */
+    char txn_id[ID_BYTES_MAX];             /* PENDING_PAYMENT */
     char idem_key[IDEM_KEY_CHARS_MAX + 1]; /* "" when none */
     /* PENDING_USER */
     char user[USER_HANDLE_CHARS_MAX + 1];
     char phone[WALLET_PHONE_CHARS_MAX * 4 + 1];
     bool has_phone;
     char bank_account[WALLET_BANK_ACCOUNT_CHARS_MAX + 1];
-    int user_step;                   /* 0 opening the account, 1 mandate */
+    int user_step; /* 0 opening the account, 1 mandate */
 };
 
 struct idem_set {
@@ -326,15 +441,31 @@ struct wallet_ctx {
     struct metrics *metrics;
     char bank_api_key[SECRET_BYTES_MAX];
     char token_secret[SECRET_BYTES_MAX];
-    char epoch[ID_BYTES_MAX];            /* wallet.db's random id */
-    bool draining;                       /* SIGTERM seen: finishing in-flight work */
+    char webhook_secret[SECRET_BYTES_MAX]; /* verifies relayed webhooks (defence in depth) */
+    char epoch[ID_BYTES_MAX];              /* wallet.db's random id */
+    bool draining;                         /* SIGTERM seen: finishing in-flight work */
     struct event *recon_timer;
     struct event *prune_timer;
     struct api_pending pending[WALLET_PENDING_MAX];
     size_t pending_count;
-    struct idem_set inflight_keys;       /* Idempotency-Keys whose request is in flight */
+    struct idem_set inflight_keys; /* Idempotency-Keys whose request is in flight */
     struct recon_slot recon[RECON_BATCH_MAX];
     size_t recon_inflight;
+    /* ZeroMQ: one context, the ROUTER (webhooks in) and the PUB (events out). */
+    void *zctx;
+    struct zbus *router;
+    struct zbus *pub;
+    /* outbox.c */
+    struct event *outbox_timer; /* periodic: due rows, retries, deadlines */
+    struct event *outbox_now;   /* event_active'd by outbox_kick */
+    struct outbox_slot outbox[OUTBOX_INFLIGHT_MAX];
+    size_t outbox_inflight;
+    /* events.c */
+    struct event *events_flush; /* event_active'd by events_kick */
+    struct event *events_mark_timer;
+    struct event *events_heads_timer;
+    int64_t events_sent_rowid;   /* every event with rowid <= this was handed to PUB */
+    int64_t events_marked_rowid; /* ... and its published flag written */
 };
 
 #endif
