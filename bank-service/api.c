@@ -25,6 +25,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "money.h"
+#include "outbox.h"
 #include "pl.h"
 
 #define API_MESSAGE_BYTES_MAX 160
@@ -44,14 +45,18 @@ enum api_route {
     API_PAYMENT_VOID,
     API_PAYMENT,
     API_ADMIN_FAULTS,
+    API_ADMIN_WEBHOOKS,
+    API_ADMIN_REDELIVER,
 };
 
 /* Metrics labels, indexed by enum api_route. */
 static const char *const api_route_labels[] = {
-    "other",        "/healthz",     "/metrics",          "/v1/accounts",      "/v1/accounts/{id}",
-    "/v1/mandates", "/v1/payments", "/v1/payments/void", "/v1/payments/{id}", "/admin/faults",
+    "other",         "/healthz",          "/metrics",
+    "/v1/accounts",  "/v1/accounts/{id}", "/v1/mandates",
+    "/v1/payments",  "/v1/payments/void", "/v1/payments/{id}",
+    "/admin/faults", "/admin/webhooks",   "/admin/webhooks/redeliver",
 };
-_Static_assert(PL_ARRAY_LEN(api_route_labels) == API_ADMIN_FAULTS + 1, "one label per route");
+_Static_assert(PL_ARRAY_LEN(api_route_labels) == API_ADMIN_REDELIVER + 1, "one label per route");
 
 /* One request on its way through the handlers. */
 struct api_call {
@@ -513,6 +518,35 @@ static void api_mandate_create(struct api_call *c, const cJSON *body)
 
 /* ================================================================ payments */
 
+/* notify_url: 1..PAYMENTS_NOTIFY_URLS_MAX comma-separated http:// or https:// URLs (spaces
+ * around the commas allowed), none empty. */
+static bool api_notify_url_ok(const char *list)
+{
+    const char *p = list;
+    size_t count = 0;
+    while (*p != '\0') {
+        p += strspn(p, " ");
+        size_t n = strcspn(p, ", ");
+        bool http = n > 7 && strncmp(p, "http://", 7) == 0;
+        bool https = n > 8 && strncmp(p, "https://", 8) == 0;
+        if ((!http && !https) || ++count > PAYMENTS_NOTIFY_URLS_MAX) {
+            return false;
+        }
+        p += n;
+        p += strspn(p, " ");
+        if (*p != ',' && *p != '\0') {
+            return false; /* entries are separated by commas */
+        }
+        if (*p == ',') {
+            p++;
+            if (p[strspn(p, " ")] == '\0') {
+                return false; /* a trailing comma: an empty entry */
+            }
+        }
+    }
+    return count >= 1;
+}
+
 /* The optional fields of a payment; replies 400 on a problem. */
 static bool api_payment_optional(struct api_call *c, const cJSON *body, struct payment_request *pr)
 {
@@ -520,9 +554,8 @@ static bool api_payment_optional(struct api_call *c, const cJSON *body, struct p
         !api_str(c, body, "wallet_epoch", false, PAYMENTS_EPOCH_CHARS_MAX, &pr->wallet_epoch)) {
         return false;
     }
-    if (pr->notify_url != NULL && strncmp(pr->notify_url, "http://", 7) != 0 &&
-        strncmp(pr->notify_url, "https://", 8) != 0) {
-        return api_invalid(c, "notify_url", "must be an http:// or https:// URL");
+    if (pr->notify_url != NULL && !api_notify_url_ok(pr->notify_url)) {
+        return api_invalid(c, "notify_url", "must be 1..4 comma-separated http(s):// URLs");
     }
     enum json_status st = json_get_int64(body, "expires_at_ms", true, &pr->expires_at_ms);
     if (st == JSON_MISSING) {
@@ -556,11 +589,7 @@ static bool api_payment_parse(struct api_call *c, const cJSON *body, struct paym
         api_error(c, 422, "unsupported_currency", "currency must be INR");
         return false;
     }
-    if (strcmp(pr->mode, "async") == 0) {
-        api_error(c, 422, "unsupported_mode", "this bank answers sync payments only for now");
-        return false;
-    }
-    if (strcmp(pr->mode, "sync") != 0) {
+    if (strcmp(pr->mode, "sync") != 0 && strcmp(pr->mode, "async") != 0) {
         return api_invalid(c, "mode", "must be \"sync\" or \"async\"");
     }
     if (strcmp(pr->debit_account, pr->credit_account) == 0) {
@@ -574,11 +603,14 @@ static bool api_payment_parse(struct api_call *c, const cJSON *body, struct paym
  * else the payment as it stands. */
 static void api_payment_known(struct api_call *c, const struct payment *p)
 {
-    if (strcmp(p->status, "processing") == 0 && bank_api_in_flight(c->ctx, p->id)) {
+    bool processing = strcmp(p->status, "processing") == 0;
+    if (processing && bank_api_in_flight(c->ctx, p->id)) {
         api_error(c, 409, "idempotency_key_in_use", "this payment's first request is in flight");
         return;
     }
-    api_payment(c, 200, p, true);
+    /* An async payment answers 202 while it is processing, like its first answer. */
+    bool accepted = processing && strcmp(p->mode, "async") == 0;
+    api_payment(c, accepted ? 202 : 200, p, true);
 }
 
 /* A newly created payment: answered now if it already ran, else held until it does. */
@@ -586,12 +618,19 @@ static void api_payment_created(struct api_call *c, const struct payment *p)
 {
     log_info("payment accepted", "payment=%s reference=%s amount_minor=%lld execute_at_ms=%lld",
              p->id, p->reference, (long long)p->amount_minor, (long long)p->execute_at_ms);
+    if (p->notify_url[0] != '\0') {
+        bank_webhooks_kick(c->ctx); /* its processing (async) or outcome event committed */
+    }
     if (strcmp(p->status, "processing") != 0) {
         bank_exec_count(c->ctx, p);
         api_payment(c, 200, p, false);
         return;
     }
     bank_exec_kick(c->ctx, p->execute_at_ms);
+    if (strcmp(p->mode, "async") == 0) {
+        api_payment(c, 202, p, false); /* the outcome comes by webhook (or a status query) */
+        return;
+    }
     if (api_lose(c, p->id)) {
         return;
     }
@@ -753,6 +792,9 @@ static void api_payment_void(struct api_call *c, const cJSON *body)
     }
     if (executed) {
         bank_exec_count(c->ctx, &p);
+        if (p.notify_url[0] != '\0') {
+            bank_webhooks_kick(c->ctx);
+        }
         log_info("payment expired by void", "reference=%s payment=%s", p.reference, p.id);
         bank_api_settled(c->ctx, &p);
     }
@@ -806,7 +848,7 @@ static void api_preflight(struct api_call *c, bool cors)
         api_error(c, 403, "forbidden", "origin not allowed");
         return;
     }
-    http_add_header(c->req, "Access-Control-Allow-Methods", "GET, PUT, OPTIONS");
+    http_add_header(c->req, "Access-Control-Allow-Methods", "GET, PUT, POST, OPTIONS");
     http_add_header(c->req, "Access-Control-Allow-Headers", "Authorization, Content-Type");
     http_add_header(c->req, "Access-Control-Max-Age", "600");
     evhttp_send_reply(c->req, 204, "No Content", NULL);
@@ -831,9 +873,14 @@ static void api_faults_put(struct api_call *c)
     const struct faults *f = &c->ctx->faults;
     log_warn("faults changed",
              "seed=%lld latency_ms=%lld latency_jitter_ms=%lld "
-             "error_rate=%g lost_response_rate=%g down=%s",
+             "error_rate=%g lost_response_rate=%g down=%s webhook_drop_rate=%g "
+             "webhook_duplicate_rate=%g webhook_delay_ms=%lld webhook_delay_jitter_ms=%lld "
+             "webhook_stop=%s",
              (long long)f->seed, (long long)f->latency_ms, (long long)f->latency_jitter_ms,
-             f->error_rate, f->lost_response_rate, f->down ? "true" : "false");
+             f->error_rate, f->lost_response_rate, f->down ? "true" : "false", f->webhook_drop_rate,
+             f->webhook_duplicate_rate, (long long)f->webhook_delay_ms,
+             (long long)f->webhook_delay_jitter_ms, f->webhook_stop ? "true" : "false");
+    bank_webhooks_kick(c->ctx); /* webhook_stop may have been cleared */
     cJSON *o = faults_to_json(f);
     api_json(c, 200, o);
     cJSON_Delete(o);
@@ -841,14 +888,119 @@ static void api_faults_put(struct api_call *c)
 
 static void api_admin_faults(struct api_call *c)
 {
+    if (evhttp_request_get_command(c->req) == EVHTTP_REQ_PUT) {
+        api_faults_put(c);
+        return;
+    }
+    if (!api_method(c, EVHTTP_REQ_GET, "GET, PUT, OPTIONS")) {
+        return;
+    }
+    cJSON *o = faults_to_json(&c->ctx->faults);
+    api_json(c, 200, o);
+    cJSON_Delete(o);
+}
+
+static void api_with_body(struct api_call *c, void (*fn)(struct api_call *, const cJSON *))
+{
+    cJSON *body = NULL;
+    if (!api_body(c, &body)) {
+        return;
+    }
+    fn(c, body);
+    cJSON_Delete(body);
+}
+
+/* A decimal integer in 1..max; false otherwise. */
+static bool api_small_int(const char *text, int64_t max, int64_t *out)
+{
+    int64_t v = 0;
+    size_t n = 0;
+    for (; text[n] != '\0'; n++) {
+        if (text[n] < '0' || text[n] > '9' || n >= 9) {
+            return false;
+        }
+        v = v * 10 + (text[n] - '0');
+    }
+    if (n == 0 || v < 1 || v > max) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* GET /admin/webhooks?status=pending|delivered|dead&limit=N */
+static void api_admin_webhooks(struct api_call *c)
+{
+    if (!api_method(c, EVHTTP_REQ_GET, "GET, OPTIONS")) {
+        return;
+    }
+    char status[16];
+    int rc = http_query_get(c->req, "status", status, sizeof status);
+    bool known = rc == 0 && (strcmp(status, "pending") == 0 || strcmp(status, "delivered") == 0 ||
+                             strcmp(status, "dead") == 0);
+    if (rc != PL_ENOTFOUND && !known) {
+        api_invalid(c, "status", "must be pending, delivered or dead");
+        return;
+    }
+    char limit_text[16];
+    int64_t limit = OUTBOX_LIST_DEFAULT;
+    rc = http_query_get(c->req, "limit", limit_text, sizeof limit_text);
+    if (rc != PL_ENOTFOUND && !api_small_int(rc == 0 ? limit_text : "", OUTBOX_LIST_MAX, &limit)) {
+        api_invalid(c, "limit", "must be an integer from 1 to 500");
+        return;
+    }
+    cJSON *o = NULL;
+    rc = outbox_list(&c->ctx->db, known ? status : NULL, limit, &o);
+    if (rc != 0) {
+        api_db_error(c, rc);
+        return;
+    }
+    api_json(c, 200, o);
+    cJSON_Delete(o);
+}
+
+/* POST /admin/webhooks/redeliver {"payment_id"} or {"reference"} → 202 {"events":N} */
+static void api_admin_redeliver(struct api_call *c, const cJSON *body)
+{
+    const char *payment_id = NULL;
+    const char *reference = NULL;
+    if (!api_str(c, body, "payment_id", false, ID_BYTES_MAX - 1, &payment_id) ||
+        !api_str(c, body, "reference", false, PAYMENTS_REFERENCE_CHARS_MAX, &reference)) {
+        return;
+    }
+    if ((payment_id == NULL) == (reference == NULL)) {
+        api_error(c, 400, "missing_field", "exactly one of payment_id and reference is required");
+        return;
+    }
+    size_t events = 0;
+    int rc = outbox_redeliver(&c->ctx->db, payment_id, reference, pl_now_ms(), &events);
+    if (rc == PL_ENOTFOUND) {
+        api_error(c, 404, "unknown_payment", "no such payment");
+        return;
+    }
+    if (rc != 0) {
+        api_db_error(c, rc);
+        return;
+    }
+    log_info("webhooks redelivered", "payment=%s reference=%s events=%zu",
+             payment_id != NULL ? payment_id : "-", reference != NULL ? reference : "-", events);
+    bank_webhooks_kick(c->ctx);
+    cJSON *o = cJSON_CreateObject();
+    bool ok = o != NULL && cJSON_AddNumberToObject(o, "events", (double)events) != NULL;
+    api_json(c, 202, ok ? o : NULL);
+    cJSON_Delete(o);
+}
+
+/* Every /admin route: CORS for the dashboard, then loopback, then the admin token. */
+static void api_admin(struct api_call *c)
+{
     const char *origin = http_header(c->req, "Origin");
     bool cors = origin != NULL && api_origin_allowed(c->ctx, origin);
     if (cors) {
         http_add_header(c->req, "Access-Control-Allow-Origin", origin);
         http_add_header(c->req, "Vary", "Origin");
     }
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(c->req);
-    if (cmd == EVHTTP_REQ_OPTIONS) {
+    if (evhttp_request_get_command(c->req) == EVHTTP_REQ_OPTIONS) {
         api_preflight(c, cors);
         return;
     }
@@ -860,16 +1012,13 @@ static void api_admin_faults(struct api_call *c)
         api_error(c, 401, "unauthorized", "Authorization: Bearer <admin_token> required");
         return;
     }
-    if (cmd == EVHTTP_REQ_PUT) {
-        api_faults_put(c);
-        return;
+    if (c->route == API_ADMIN_FAULTS) {
+        api_admin_faults(c);
+    } else if (c->route == API_ADMIN_WEBHOOKS) {
+        api_admin_webhooks(c);
+    } else if (api_method(c, EVHTTP_REQ_POST, "POST, OPTIONS")) {
+        api_with_body(c, api_admin_redeliver);
     }
-    if (!api_method(c, EVHTTP_REQ_GET, "GET, PUT, OPTIONS")) {
-        return;
-    }
-    cJSON *o = faults_to_json(&c->ctx->faults);
-    api_json(c, 200, o);
-    cJSON_Delete(o);
 }
 
 /* ================================================================ open endpoints */
@@ -894,6 +1043,7 @@ static void api_metrics(struct api_call *c)
     }
     struct bank_ctx *ctx = c->ctx;
     metrics_gauge_set(ctx->metrics, "paylab_bank_held_requests", "", (double)ctx->holds_count);
+    bank_webhooks_gauges(ctx);
     struct evbuffer *buf = evbuffer_new();
     if (buf == NULL) {
         api_error(c, 500, "internal", "out of memory");
@@ -915,10 +1065,15 @@ static enum api_route api_match(const char *path, char *tail, size_t cap)
         const char *path;
         enum api_route route;
     } exact[] = {
-        {"/healthz", API_HEALTHZ},           {"/metrics", API_METRICS},
-        {"/v1/accounts", API_ACCOUNTS},      {"/v1/mandates", API_MANDATES},
-        {"/v1/payments", API_PAYMENTS},      {"/v1/payments/void", API_PAYMENT_VOID},
+        {"/healthz", API_HEALTHZ},
+        {"/metrics", API_METRICS},
+        {"/v1/accounts", API_ACCOUNTS},
+        {"/v1/mandates", API_MANDATES},
+        {"/v1/payments", API_PAYMENTS},
+        {"/v1/payments/void", API_PAYMENT_VOID},
         {"/admin/faults", API_ADMIN_FAULTS},
+        {"/admin/webhooks", API_ADMIN_WEBHOOKS},
+        {"/admin/webhooks/redeliver", API_ADMIN_REDELIVER},
     };
     if (path == NULL) {
         return API_NONE;
@@ -935,16 +1090,6 @@ static enum api_route api_match(const char *path, char *tail, size_t cap)
         return API_PAYMENT;
     }
     return API_NONE;
-}
-
-static void api_with_body(struct api_call *c, void (*fn)(struct api_call *, const cJSON *))
-{
-    cJSON *body = NULL;
-    if (!api_body(c, &body)) {
-        return;
-    }
-    fn(c, body);
-    cJSON_Delete(body);
 }
 
 static void api_v1(struct api_call *c)
@@ -1014,7 +1159,9 @@ void bank_api_handle(struct evhttp_request *req, void *arg)
         api_metrics(&c);
         return;
     case API_ADMIN_FAULTS:
-        api_admin_faults(&c);
+    case API_ADMIN_WEBHOOKS:
+    case API_ADMIN_REDELIVER:
+        api_admin(&c);
         return;
     default:
         api_error(&c, 404, "not_found", "no such endpoint");

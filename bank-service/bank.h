@@ -1,5 +1,6 @@
 /* bank.h: the bank-service's one context struct (built in main.c) and the entry points its
- * modules offer each other: api.c (HTTP), exec.c (running payments when they are due). */
+ * modules offer each other: api.c (HTTP), exec.c (running payments when they are due),
+ * webhooks.c (sending the outbox's webhooks). */
 #ifndef PAYLAB_BANK_H
 #define PAYLAB_BANK_H
 
@@ -20,6 +21,7 @@ struct evhttp;
 struct evhttp_connection;
 struct evhttp_request;
 struct metrics;
+struct webhooks;
 
 /* Requests held open at once: sync payments waiting for their execution, lost responses
  * waiting for the client to give up, "down" connections waiting to close. Past it, a new
@@ -61,17 +63,24 @@ struct bank_ctx {
     char nodal_account[CONFIG_STR_BYTES_MAX];
     char allowed_origin[CONFIG_STR_BYTES_MAX]; /* comma-separated */
     char log_level[CONFIG_STR_BYTES_MAX];
-    double time_scale; /* webhook schedules (later); stored only */
-    bool down;         /* initial faults, copied into `faults` at startup */
+    double time_scale;          /* multiplies the webhook retry schedule and Retry-After */
+    int64_t webhook_timeout_ms; /* one webhook POST, connect included */
+    bool down;                  /* initial faults, copied into `faults` at startup */
     int64_t seed;
     int64_t latency_ms;
     int64_t latency_jitter_ms;
     double error_rate;
     double lost_response_rate;
+    double webhook_drop_rate;
+    double webhook_duplicate_rate;
+    int64_t webhook_delay_ms;
+    int64_t webhook_delay_jitter_ms;
+    bool webhook_stop;
 
     /* secrets: never logged */
     char bank_api_key[SECRET_BYTES_MAX];
     char admin_token[SECRET_BYTES_MAX];
+    char webhook_secret[SECRET_BYTES_MAX]; /* "whsec_<base64>" */
 
     /* runtime */
     struct event_base *base;
@@ -85,6 +94,7 @@ struct bank_ctx {
     struct event *exec_timer;         /* exec.c: fires at the next execute_at_ms */
     int64_t exec_timer_at_ms;         /* when it is armed for; 0 when not armed */
     struct event *prune_timer;        /* idempotency keys older than 24 h */
+    struct webhooks *webhooks;        /* webhooks.c: the sender (heap) */
     struct event *sigterm_ev;
     struct event *sigint_ev;
 };
@@ -104,5 +114,16 @@ void bank_exec_kick(struct bank_ctx *ctx, int64_t execute_at_ms);
 /* exec.c: counts the outcome of an executed payment in the metrics. */
 void bank_exec_count(struct bank_ctx *ctx, const struct payment *p);
 void bank_exec_stop(struct bank_ctx *ctx);
+
+/* webhooks.c: drops the leases of a previous run (a restart resumes its deliveries), creates
+ * the sender and arms its timer at once. 0, PL_ENOMEM or a database error. */
+int bank_webhooks_start(struct bank_ctx *ctx);
+/* webhooks.c: something changed (a new event, a redelivery, the faults): run a pass soon. */
+void bank_webhooks_kick(struct bank_ctx *ctx);
+/* webhooks.c: sets the webhook gauges (outbox depth, dead, in flight) before a scrape. */
+void bank_webhooks_gauges(struct bank_ctx *ctx);
+/* webhooks.c: cancels every attempt in flight (their deliveries stay leased in bank.db and
+ * are resumed at the next start) and frees the sender. Safe when never started. */
+void bank_webhooks_stop(struct bank_ctx *ctx);
 
 #endif

@@ -74,6 +74,9 @@ static bool exec_one(struct bank_ctx *ctx, const char *id)
     }
     if (executed) {
         bank_exec_count(ctx, &p);
+        if (p.notify_url[0] != '\0') {
+            bank_webhooks_kick(ctx); /* its outcome event committed with the balance change */
+        }
         log_info("payment executed", "payment=%s reference=%s status=%s reason=%s", p.id,
                  p.reference, p.status, p.failure_reason[0] != '\0' ? p.failure_reason : "-");
     }

@@ -93,6 +93,19 @@ int64_t faults_delay_ms(const struct faults *f, const char *reference, uint32_t 
     return f->latency_ms + jitter_ms;
 }
 
+int64_t faults_webhook_delay_ms(const struct faults *f, const char *event_id, uint32_t attempt)
+{
+    assert(f->webhook_delay_ms >= 0 && f->webhook_delay_ms <= FAULTS_LATENCY_MS_MAX);
+    assert(f->webhook_delay_jitter_ms >= 0 && f->webhook_delay_jitter_ms <= FAULTS_LATENCY_MS_MAX);
+    int64_t jitter_ms = 0;
+    if (f->webhook_delay_jitter_ms > 0) {
+        double d = faults_draw(f->seed, event_id, attempt, FAULTS_WEBHOOK_JITTER);
+        jitter_ms = (int64_t)floor(d * (double)(f->webhook_delay_jitter_ms + 1));
+    }
+    assert(jitter_ms >= 0 && jitter_ms <= f->webhook_delay_jitter_ms);
+    return f->webhook_delay_ms + jitter_ms;
+}
+
 /* FNV-1a: spreads references over the table; not a security boundary. */
 static uint64_t faults_fnv1a(const char *s)
 {
@@ -144,7 +157,13 @@ cJSON *faults_to_json(const struct faults *f)
         cJSON_AddNumberToObject(o, "latency_jitter_ms", (double)f->latency_jitter_ms) != NULL &&
         cJSON_AddNumberToObject(o, "error_rate", f->error_rate) != NULL &&
         cJSON_AddNumberToObject(o, "lost_response_rate", f->lost_response_rate) != NULL &&
-        cJSON_AddBoolToObject(o, "down", f->down) != NULL;
+        cJSON_AddBoolToObject(o, "down", f->down) != NULL &&
+        cJSON_AddNumberToObject(o, "webhook_drop_rate", f->webhook_drop_rate) != NULL &&
+        cJSON_AddNumberToObject(o, "webhook_duplicate_rate", f->webhook_duplicate_rate) != NULL &&
+        cJSON_AddNumberToObject(o, "webhook_delay_ms", (double)f->webhook_delay_ms) != NULL &&
+        cJSON_AddNumberToObject(o, "webhook_delay_jitter_ms", (double)f->webhook_delay_jitter_ms) !=
+            NULL &&
+        cJSON_AddBoolToObject(o, "webhook_stop", f->webhook_stop) != NULL;
     if (!ok) {
         cJSON_Delete(o);
         return NULL;
@@ -175,6 +194,38 @@ static bool faults_rate_ok(const cJSON *v, double *out)
     return true;
 }
 
+static bool faults_bool_ok(const cJSON *v, bool *out)
+{
+    if (!cJSON_IsBool(v)) {
+        return false;
+    }
+    *out = cJSON_IsTrue(v);
+    return true;
+}
+
+/* The webhook members; false when the name is not one of them or the value is out of
+ * bounds. */
+static bool faults_apply_webhook_member(struct faults *next, const cJSON *m)
+{
+    const char *k = m->string;
+    if (strcmp(k, "webhook_drop_rate") == 0) {
+        return faults_rate_ok(m, &next->webhook_drop_rate);
+    }
+    if (strcmp(k, "webhook_duplicate_rate") == 0) {
+        return faults_rate_ok(m, &next->webhook_duplicate_rate);
+    }
+    if (strcmp(k, "webhook_delay_ms") == 0) {
+        return faults_int_ok(m, 0, FAULTS_LATENCY_MS_MAX, &next->webhook_delay_ms);
+    }
+    if (strcmp(k, "webhook_delay_jitter_ms") == 0) {
+        return faults_int_ok(m, 0, FAULTS_LATENCY_MS_MAX, &next->webhook_delay_jitter_ms);
+    }
+    if (strcmp(k, "webhook_stop") == 0) {
+        return faults_bool_ok(m, &next->webhook_stop);
+    }
+    return false;
+}
+
 /* Applies one member to next; false when its name is unknown or its value out of bounds. */
 static bool faults_apply_member(struct faults *next, const cJSON *m)
 {
@@ -198,13 +249,9 @@ static bool faults_apply_member(struct faults *next, const cJSON *m)
         return faults_rate_ok(m, &next->lost_response_rate);
     }
     if (strcmp(k, "down") == 0) {
-        if (!cJSON_IsBool(m)) {
-            return false;
-        }
-        next->down = cJSON_IsTrue(m);
-        return true;
+        return faults_bool_ok(m, &next->down);
     }
-    return false;
+    return faults_apply_webhook_member(next, m);
 }
 
 int faults_apply_json(struct faults *f, const cJSON *obj, const char **bad_field)

@@ -23,14 +23,26 @@
 #define FAULTS_LOST_RESPONSE "lost_response"
 #define FAULTS_JITTER "latency_jitter"
 #define FAULTS_DOWN "down"
+/* Webhook faults: decided per (seed, event id, attempt, name) — the event id in place of
+ * the reference. */
+#define FAULTS_WEBHOOK_DROP "webhook_drop"
+#define FAULTS_WEBHOOK_DUPLICATE "webhook_duplicate"
+#define FAULTS_WEBHOOK_DELAY "webhook_delay"
+#define FAULTS_WEBHOOK_JITTER "webhook_delay_jitter"
+#define FAULTS_WEBHOOK_RETRY_JITTER "webhook_retry_jitter"
 
 struct faults {
     int64_t seed;
-    int64_t latency_ms;        /* 0..FAULTS_LATENCY_MS_MAX, added to every new payment */
-    int64_t latency_jitter_ms; /* 0..FAULTS_LATENCY_MS_MAX, a hash-derived 0..jitter on top */
-    double error_rate;         /* 0..1: POST /v1/payments answers 500 before doing anything */
-    double lost_response_rate; /* 0..1: commit and execute, then never answer */
-    bool down;                 /* every /v1 request: connection closed without an answer */
+    int64_t latency_ms;              /* 0..FAULTS_LATENCY_MS_MAX, added to every new payment */
+    int64_t latency_jitter_ms;       /* 0..FAULTS_LATENCY_MS_MAX, a hash-derived 0..jitter on top */
+    double error_rate;               /* 0..1: POST /v1/payments answers 500 before doing anything */
+    double lost_response_rate;       /* 0..1: commit and execute, then never answer */
+    bool down;                       /* every /v1 request: connection closed without an answer */
+    double webhook_drop_rate;        /* 0..1: an attempt is not sent, and counts as failed */
+    double webhook_duplicate_rate;   /* 0..1: an attempt is sent twice, concurrently */
+    int64_t webhook_delay_ms;        /* 0..FAULTS_LATENCY_MS_MAX: each attempt held this long */
+    int64_t webhook_delay_jitter_ms; /* 0..FAULTS_LATENCY_MS_MAX: plus a hash-derived 0..N */
+    bool webhook_stop;               /* hold every delivery until cleared */
 };
 
 struct faults_attempt_slot {
@@ -53,6 +65,10 @@ bool faults_hit(const struct faults *f, const char *reference, uint32_t attempt,
                 double rate);
 /* latency_ms plus the deterministic jitter in 0..latency_jitter_ms for this arrival. */
 int64_t faults_delay_ms(const struct faults *f, const char *reference, uint32_t attempt);
+
+/* webhook_delay_ms plus the deterministic jitter in 0..webhook_delay_jitter_ms for this
+ * attempt of event_id. */
+int64_t faults_webhook_delay_ms(const struct faults *f, const char *event_id, uint32_t attempt);
 
 /* Counts one more arrival of reference (1..64 printable chars) and returns its number (1 the
  * first time). A reference evicted from the table (more than FAULTS_ATTEMPTS_MAX live ones)

@@ -1,6 +1,6 @@
 /* main.c owns the bank-service process: flags, the one context struct, the event loop,
  * signals, startup (data dir, secrets, bank.db, nodal account, resuming payments left
- * processing) and a clean shutdown.
+ * processing and webhook deliveries left pending) and a clean shutdown.
  * Must not: handle requests (api.c) or touch SQL beyond payments_init / pruning.
  * Invariant: one process, one thread, one libevent loop; every timer and the listener are
  * freed before the database is closed, so no callback runs against a closed database. */
@@ -29,8 +29,8 @@
 #define BANK_LINE_BYTES_MAX (CONFIG_STR_BYTES_MAX + 64)
 
 static const char BANK_SUMMARY[] =
-    "paylab's simulated bank: accounts, mandates and payments in <data-dir>/bank.db, with "
-    "deterministic fault injection (GET|PUT /admin/faults).";
+    "paylab's simulated bank: accounts, mandates and payments in <data-dir>/bank.db, signed "
+    "webhooks from an outbox, and deterministic fault injection (GET|PUT /admin/faults).";
 
 static enum config_result bank_parse_flags(struct bank_ctx *ctx, int argc, char **argv)
 {
@@ -56,6 +56,17 @@ static enum config_result bank_parse_flags(struct bank_ctx *ctx, int argc, char 
         {"allowed-origin", CONFIG_STR, ctx->allowed_origin, 0, 0,
          "comma-separated origins allowed to call /admin from a browser"},
         {"log-level", CONFIG_STR, ctx->log_level, 0, 0, "debug, info, warn or error"},
+        {"webhook-timeout-ms", CONFIG_INT, &ctx->webhook_timeout_ms, 100, 600000,
+         "how long one webhook POST may take"},
+        {"webhook-drop-rate", CONFIG_DOUBLE, &ctx->webhook_drop_rate, 0, 1,
+         "share of webhook attempts silently not sent (and retried)"},
+        {"webhook-duplicate-rate", CONFIG_DOUBLE, &ctx->webhook_duplicate_rate, 0, 1,
+         "share of webhook attempts sent twice, concurrently"},
+        {"webhook-delay-ms", CONFIG_INT, &ctx->webhook_delay_ms, 0, FAULTS_LATENCY_MS_MAX,
+         "each webhook attempt is held this long (reorders events)"},
+        {"webhook-delay-jitter-ms", CONFIG_INT, &ctx->webhook_delay_jitter_ms, 0,
+         FAULTS_LATENCY_MS_MAX, "plus a deterministic 0..N ms per webhook attempt"},
+        {"webhook-stop", CONFIG_BOOL, &ctx->webhook_stop, 0, 0, "hold every webhook delivery"},
     };
     return config_parse("BANK", "bank-service", BANK_SUMMARY, opts, PL_ARRAY_LEN(opts), argc, argv);
 }
@@ -71,6 +82,7 @@ static void bank_defaults(struct bank_ctx *ctx)
     pl_strlcpy(ctx->log_level, "info", sizeof ctx->log_level);
     ctx->seed = 1;
     ctx->time_scale = 1.0;
+    ctx->webhook_timeout_ms = 5000;
 }
 
 /* mkdir -p: creates every missing component of path. 0 or PL_EIO (logged). */
@@ -109,6 +121,10 @@ static int bank_open_state(struct bank_ctx *ctx)
     if (rc == 0) {
         rc = secrets_load(ctx->data_dir, "admin_token", "PAYLAB_ADMIN_TOKEN", "", ctx->admin_token,
                           sizeof ctx->admin_token);
+    }
+    if (rc == 0) {
+        rc = secrets_load(ctx->data_dir, "webhook_secret", "PAYLAB_WEBHOOK_SECRET", "whsec_",
+                          ctx->webhook_secret, sizeof ctx->webhook_secret);
     }
     if (rc != 0) {
         return rc;
@@ -177,7 +193,11 @@ static int bank_start_runtime(struct bank_ctx *ctx)
         return PL_ENOMEM;
     }
     bank_prune_arm(ctx, 0);
-    return bank_exec_start(ctx);
+    int rc = bank_exec_start(ctx);
+    if (rc == 0) {
+        rc = bank_webhooks_start(ctx);
+    }
+    return rc;
 }
 
 static int bank_listen(struct bank_ctx *ctx)
@@ -203,6 +223,7 @@ static void bank_stop(struct bank_ctx *ctx)
         evhttp_free(ctx->http);
     }
     assert(ctx->holds == NULL || ctx->holds_count == 0);
+    bank_webhooks_stop(ctx);
     bank_exec_stop(ctx);
     struct event *evs[] = {ctx->prune_timer, ctx->sigterm_ev, ctx->sigint_ev};
     for (size_t i = 0; i < PL_ARRAY_LEN(evs); i++) {
@@ -241,7 +262,12 @@ static int bank_configure(struct bank_ctx *ctx, int argc, char **argv)
                        .latency_jitter_ms = ctx->latency_jitter_ms,
                        .error_rate = ctx->error_rate,
                        .lost_response_rate = ctx->lost_response_rate,
-                       .down = ctx->down};
+                       .down = ctx->down,
+                       .webhook_drop_rate = ctx->webhook_drop_rate,
+                       .webhook_duplicate_rate = ctx->webhook_duplicate_rate,
+                       .webhook_delay_ms = ctx->webhook_delay_ms,
+                       .webhook_delay_jitter_ms = ctx->webhook_delay_jitter_ms,
+                       .webhook_stop = ctx->webhook_stop};
     ctx->faults = f;
     return -1; /* go on */
 }

@@ -7,9 +7,10 @@
  *    `UPDATE … WHERE status = 'processing'`, in the same transaction as the balance change;
  *  - the deadline is checked inside that transaction (now < expires_at_ms), never on arrival;
  *  - one reference, at most one payment, forever (UNIQUE), whatever the idempotency key;
- *  - an idempotency key row is written in the same transaction as its payment.
- * The execute step is where, later, the webhook outbox row for the outcome is written: in the
- * same transaction as the balance change (DESIGN §5, §6). */
+ *  - an idempotency key row is written in the same transaction as its payment;
+ *  - a payment with a notify_url gets its webhook event (outbox.c) in the same transaction
+ *    as the change it announces: `payment.processing` with the insert of an async payment,
+ *    the outcome with the balance change (DESIGN §5, §6). */
 #include "payments.h"
 
 #include <assert.h>
@@ -19,9 +20,11 @@
 
 #include "log.h"
 #include "money.h"
+#include "outbox.h"
 #include "pl.h"
 
 extern const char bank_schema_sql[];
+extern const char bank_schema_002_sql[];
 
 #define PAY_COLS                                                                                   \
     "id, reference, debit_account, credit_account, amount_minor, currency, mode, status, "         \
@@ -109,7 +112,7 @@ int payments_get_by_reference(struct db *db, const char *reference, struct payme
 int payments_init(struct db *db, const char *nodal_account, int64_t now_ms)
 {
     assert(payments_account_id_valid(nodal_account));
-    const char *const migrations[] = {bank_schema_sql};
+    const char *const migrations[] = {bank_schema_sql, bank_schema_002_sql};
     int rc = db_migrate(db, migrations, PL_ARRAY_LEN(migrations));
     if (rc != 0) {
         return rc;
@@ -353,14 +356,9 @@ static int payments_move(struct db *db, const struct payment *p, bool *moved)
     return rc;
 }
 
-/* The execute step, inside the caller's transaction. Webhooks (later) add the outcome's
- * outbox row here, so it commits or rolls back with the balance change. */
-static int payments_execute_locked(struct db *db, struct payment *p, int64_t now_ms)
+/* Decides the outcome and moves the money, inside the caller's transaction. */
+static int payments_settle_locked(struct db *db, struct payment *p, int64_t now_ms)
 {
-    assert(db->in_txn);
-    assert(strcmp(p->status, "processing") == 0);
-    assert(!p->voided);
-    assert(p->amount_minor > 0);
     if (now_ms >= p->expires_at_ms) {
         return payments_settle_row(db, p, "failed", "expired", now_ms);
     }
@@ -373,6 +371,21 @@ static int payments_execute_locked(struct db *db, struct payment *p, int64_t now
         return payments_settle_row(db, p, "failed", "insufficient_funds", now_ms);
     }
     return payments_settle_row(db, p, "succeeded", NULL, now_ms);
+}
+
+/* The execute step, inside the caller's transaction: the outcome and its webhook event
+ * commit or roll back together with the balance change. */
+static int payments_execute_locked(struct db *db, struct payment *p, int64_t now_ms)
+{
+    assert(db->in_txn);
+    assert(strcmp(p->status, "processing") == 0);
+    assert(!p->voided);
+    assert(p->amount_minor > 0);
+    int rc = payments_settle_locked(db, p, now_ms);
+    if (rc == 0) {
+        rc = outbox_add_locked(db, p, now_ms);
+    }
+    return rc;
 }
 
 int payments_execute(struct db *db, const char *id, int64_t now_ms, struct payment *out,
@@ -549,7 +562,13 @@ static int payments_create_locked(struct db *db, const struct payment_request *r
     if (rc == 0) {
         rc = payments_get(db, id, out);
     }
-    if (rc == 0 && execute_at_ms <= now_ms) {
+    /* async: accepted now, announced now, executed by the scheduler (even when due at once),
+     * so `processing` always precedes the outcome. sync: run now when no latency is due. */
+    bool async = strcmp(req->mode, "async") == 0;
+    if (rc == 0 && async) {
+        rc = outbox_add_locked(db, out, now_ms);
+    }
+    if (rc == 0 && !async && execute_at_ms <= now_ms) {
         rc = payments_execute_locked(db, out, now_ms);
     }
     return rc;

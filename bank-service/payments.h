@@ -15,8 +15,10 @@
 #define PAYMENTS_OWNER_CHARS_MAX 64
 #define PAYMENTS_REFERENCE_CHARS_MAX 64
 #define PAYMENTS_EPOCH_CHARS_MAX 64
-/* notify_url: one URL (the wallet may send a comma-separated list later); bounded. */
+/* notify_url: one URL or a comma-separated list of them (the sender fails over along it). */
 #define PAYMENTS_URL_CHARS_MAX 512
+/* URLs in one notify_url list: a few gateways; more is a 400. */
+#define PAYMENTS_NOTIFY_URLS_MAX 4
 #define PAYMENTS_FINGERPRINT_CHARS 64 /* hex SHA-256 */
 #define PAYMENTS_WORD_BYTES 24        /* mode, status, currency, failure_reason */
 /* Idempotency keys are kept this long (DESIGN §3). */
@@ -70,7 +72,7 @@ struct payment_request {
     const char *credit_account;  /* payments_account_id_valid, != debit_account */
     int64_t amount_minor;        /* money_amount_valid */
     const char *currency;        /* "INR" */
-    const char *mode;            /* "sync" (async later) */
+    const char *mode;            /* "sync" or "async" */
     const char *notify_url;      /* NULL or ≤ PAYMENTS_URL_CHARS_MAX */
     int64_t expires_at_ms;
     const char *wallet_epoch; /* NULL or ≤ PAYMENTS_EPOCH_CHARS_MAX */
@@ -109,16 +111,19 @@ void payments_fingerprint(const struct payment_request *req,
                           char out[PAYMENTS_FINGERPRINT_CHARS + 1]);
 
 /* Decides and, for PAYMENTS_CREATED, records a payment `processing` with execute_at_ms and
- * its idempotency key in one transaction; when execute_at_ms ≤ now_ms it is executed in
- * that same transaction. *out is the payment as it now stands (for CREATED, REPLAY_KEY and
- * REFERENCE_KNOWN). Returns 0 with *result set, or PL_EBUSY / PL_EDB (nothing changed). */
+ * its idempotency key in one transaction; a sync one with execute_at_ms ≤ now_ms is executed
+ * in that same transaction (an async one always waits for the scheduler, and gets its
+ * payment.processing event, when it has a notify_url, in this transaction). *out is the
+ * payment as it now stands (for CREATED, REPLAY_KEY and REFERENCE_KNOWN). Returns 0 with *result
+ * set, or PL_EBUSY / PL_EDB (nothing changed). */
 int payments_create(struct db *db, const struct payment_request *req, const char *nodal_account,
                     int64_t now_ms, int64_t execute_at_ms, struct payment *out,
                     enum payments_create_result *result);
 
 /* Executes payment id if it is still processing, in one BEGIN IMMEDIATE transaction: past
  * its deadline (now_ms ≥ expires_at_ms) it fails `expired`; without the funds it fails
- * `insufficient_funds`; else the money moves. *executed is false when it was already
+ * `insufficient_funds`; else the money moves. The outcome's webhook event (when the payment
+ * has a notify_url) is written in the same transaction. *executed is false when it was already
  * final (then nothing changed). *out is the payment now. PL_ENOTFOUND, PL_EBUSY, PL_EDB. */
 int payments_execute(struct db *db, const char *id, int64_t now_ms, struct payment *out,
                      bool *executed);

@@ -250,8 +250,13 @@ static void curlev_drain(struct curlev *c)
             .elapsed_ms = pl_mono_ms() - x->started_ms,
             .error = x->error[0] != '\0' ? x->error : curl_easy_strerror(code),
         };
-        if (res.outcome == CURLEV_ANSWERED)
+        if (res.outcome == CURLEV_ANSWERED) {
             curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &res.http_status);
+            curl_off_t retry_after_s = 0;
+            if (curl_easy_getinfo(easy, CURLINFO_RETRY_AFTER, &retry_after_s) == CURLE_OK &&
+                retry_after_s > 0)
+                res.retry_after_s = (int64_t)retry_after_s;
+        }
         x->done(&res, x->arg);
         curlev_xfer_free(x);
     }

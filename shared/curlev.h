@@ -44,7 +44,9 @@ struct curlev_result {
     const char *body; /* NUL-terminated, borrowed during the callback only */
     size_t body_bytes;
     int64_t elapsed_ms;
-    const char *error; /* curl's message, borrowed during the callback only */
+    const char *error;     /* curl's message, borrowed during the callback only */
+    int64_t retry_after_s; /* the answer's Retry-After in seconds (a date: seconds until it);
+                              0 when absent or unparsable */
 };
 
 typedef void (*curlev_done_fn)(const struct curlev_result *res, void *arg);
