@@ -12,6 +12,7 @@
   const MAX_DETAIL_FETCHES = 4;     /* concurrent GET /v1/transactions/{id} */
   const MAX_DETAIL_QUEUE = 60;
 
+  const MAX_MINOR = 1000000000000n; /* 10^12 paise, the API's limit */
   const FINAL = new Set(['succeeded', 'failed']);
   const RANK = { pending: 0, unknown: 1, succeeded: 2, failed: 2 };
   const KIND_LABEL = { topup: 'Top-up', withdrawal: 'Withdrawal', p2p: 'Transfer' };
@@ -58,13 +59,13 @@
   function parseAmount(text) {
     const s = String(text || '').trim().replace(/^₹\s*/, '').replace(/[,_\s]/g, '');
     if (s === '') throw new Error('enter an amount in rupees, e.g. 500 or 500.50');
-    const m = /^(\d+)(?:\.(\d*))?$/.exec(s);
-    if (!m) throw new Error('"' + text + '" is not an amount: digits, with up to 2 decimals');
+    const m = /^(\d*)(?:\.(\d*))?$/.exec(s);
+    if (!m || (m[1] === '' && !m[2])) throw new Error('"' + text + '" is not an amount: digits, with up to 2 decimals');
     const frac = m[2] || '';
     if (frac.length > 2) throw new Error('at most 2 decimals (paise): "' + text + '"');
-    const minor = BigInt(m[1]) * 100n + BigInt((frac + '00').slice(0, 2));
+    const minor = BigInt(m[1] || '0') * 100n + BigInt((frac + '00').slice(0, 2));
     if (minor < 1n) throw new Error('the amount must be at least ₹0.01');
-    if (minor > 1000000000000n) throw new Error('the amount must be at most ₹1,00,00,00,00,000.00');
+    if (minor > MAX_MINOR) throw new Error('the amount must be at most ' + formatINR(MAX_MINOR));
     return minor;
   }
 
@@ -92,7 +93,7 @@
 
   const $ = (id) => document.getElementById(id);
   const els = {
-    conn: $('conn'), connText: $('conn-text'),
+    conn: $('conn'), connText: $('conn-text'), connDetail: $('conn-detail'),
     faultsBadge: $('faults-badge'), switchBadge: $('switch-badge'),
     notice: $('token-notice'), tokenForm: $('token-form'), tokenInput: $('token-input'),
     cards: $('cards'), cardsEmpty: $('cards-empty'), balancesMeta: $('balances-meta'),
@@ -220,7 +221,7 @@
   function setSeqLabel(u) {
     const s = u.el.querySelector('.card-seq');
     const seq = Math.max(u.evSeq, u.balanceSeq);
-    s.textContent = seq >= 0 ? 'seq ' + seq : '';
+    s.textContent = seq > 0 ? 'seq ' + seq : '';
   }
 
   function flash(el, dir) {
@@ -241,9 +242,13 @@
   async function fetchUsers() {
     const r = await http('GET', walletUrl('/v1/users?limit=500'));
     if (!r.ok || !r.json || !Array.isArray(r.json.users)) {
-      els.balancesMeta.textContent = r.network ? 'wallet unreachable' : 'user list unavailable (' + r.status + ')';
+      const why = r.network ? 'the wallet is unreachable at ' + state.cfg.wallet_url
+        : 'GET /v1/users → ' + r.status + (r.json && r.json.error ? ' ' + r.json.error.code : '');
+      els.balancesMeta.textContent = r.network ? 'wallet unreachable' : 'user list unavailable';
+      if (!state.users.size) els.cardsEmpty.textContent = 'No balances: ' + why + '.';
       return false;
     }
+    els.cardsEmpty.textContent = 'No users yet — add one with the form on the right.';
     for (const it of r.json.users) {
       if (!it || typeof it.user !== 'string') continue;
       const u = ensureUser(it.user);
@@ -508,6 +513,7 @@
   function onEvent(ev) {
     if (!ev || typeof ev.user !== 'string') return;
     state.events++;
+    if (!state.users.has(ev.user)) scheduleUserRefresh(); /* a new user: learn its bank account */
     const u = ensureUser(ev.user);
     if (ev.epoch && u.epoch && ev.epoch !== u.epoch) {
       /* the wallet database was reset: its seqs start over */
@@ -553,9 +559,11 @@
 
   /* ------------------------------------------------------------------ WebSocket */
 
-  function setConn(stateName, text) {
+  function setConn(stateName, text, detail) {
     els.conn.dataset.state = stateName;
     els.connText.textContent = text;
+    els.connDetail.textContent = detail || '';
+    els.conn.title = detail ? text + ' — ' + detail : text;
   }
 
   function hostOf(url) {
@@ -574,12 +582,12 @@
     clearTimeout(state.reconnectTimer);
     if (!state.token) return;
     state.wsUrls = wsUrls();
-    if (!state.wsUrls.length) { setConn('disconnected', 'disconnected — no gateway address'); return; }
+    if (!state.wsUrls.length) { setConn('disconnected', 'disconnected', 'no gateway address in config.json'); return; }
     const url = state.wsUrls[state.wsIndex % state.wsUrls.length];
     const gw = hostOf(url);
-    setConn('reconnecting', (state.failures ? 'reconnecting' : 'connecting') + ' to gateway ' + gw + '…');
+    setConn('reconnecting', (state.failures ? 'reconnecting' : 'connecting') + ' · gateway ' + gw, '');
     let ws;
-    try { ws = new WebSocket(url); } catch (e) { scheduleReconnect('cannot open ' + gw); return; }
+    try { ws = new WebSocket(url); } catch (e) { scheduleReconnect(gw + ': bad address'); return; }
     state.ws = ws;
     let subscribed = false;
     ws.onopen = () => {
@@ -603,11 +611,11 @@
         const code = msg.code || 'error';
         if (code === 'unauthorized') {
           state.tokenRejected = true;
-          setConn('disconnected', 'disconnected — gateway ' + gw + ' refused the token');
+          setConn('disconnected', 'disconnected', 'gateway ' + gw + ' refused the token');
           showNotice(true, 'The gateway refused this token');
           ws.close(4000, 'unauthorized');
         } else {
-          setConn(subscribed ? 'connected' : 'reconnecting', 'gateway ' + gw + ': ' + code);
+          setConn(subscribed ? 'connected' : 'reconnecting', els.connText.textContent, 'gateway error: ' + code);
         }
       }
     };
@@ -617,7 +625,7 @@
       state.wsLive = false;
       startPolling();
       if (state.tokenRejected) return;
-      scheduleReconnect(subscribed ? 'lost gateway ' + gw : 'gateway ' + gw + ' unreachable');
+      scheduleReconnect(subscribed ? 'lost ' + gw : gw + ' unreachable');
     };
   }
 
@@ -627,7 +635,14 @@
     const base = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * Math.pow(2, state.failures - 1));
     const delay = Math.round(base * (0.5 + Math.random() * 0.5));
     const next = hostOf(state.wsUrls[state.wsIndex % state.wsUrls.length]);
-    setConn('reconnecting', 'reconnecting — ' + why + '; trying ' + next + ' in ' + (delay / 1000).toFixed(1) + ' s');
+    const secs = (delay / 1000).toFixed(1);
+    if (state.failures > 2 * state.wsUrls.length) {
+      /* every gateway has failed twice: say so plainly, but keep trying */
+      setConn('disconnected', 'disconnected · no gateway answers',
+        'tried ' + state.wsUrls.map(hostOf).join(', ') + '; next ' + next + ' in ' + secs + ' s');
+    } else {
+      setConn('reconnecting', 'reconnecting · ' + why, 'next ' + next + ' in ' + secs + ' s');
+    }
     clearTimeout(state.reconnectTimer);
     state.reconnectTimer = setTimeout(connect, delay);
   }
@@ -660,42 +675,46 @@
     r.hidden = false;
     r.className = 'result result-' + kind;
     r.replaceChildren(textEl('span', text, 'result-main'));
-    if (detail) r.append(textEl('span', detail, 'result-detail'));
+    if (detail) r.append('\n', textEl('span', detail, 'result-detail'));
   }
 
   const ERROR_HINT = {
-    bank_timeout: 'unknown — the reconciler will settle it',
-    bank_error: 'unknown — the reconciler will settle it',
-    bank_unreachable: 'failed — the bank refused the connection; nothing moved',
-    bank_declined: 'failed — the bank declined',
+    bank_timeout: 'the reconciler will settle it',
+    bank_error: 'the reconciler will settle it',
+    bank_unreachable: 'the bank refused the connection; nothing moved',
+    bank_declined: 'the bank declined',
   };
 
+  /* → [tone, "504 unknown in 2003 ms — the reconciler will settle it", detail] */
   function describeAnswer(r, what) {
-    if (r.network) return ['bad', 'the wallet is unreachable at ' + state.cfg.wallet_url, ''];
+    if (r.network) return ['bad', 'no answer: the wallet is unreachable at ' + state.cfg.wallet_url, ''];
     const j = r.json || {};
-    const replay = r.headers && r.headers.get('Idempotent-Replayed') === 'true' ? ' (replayed)' : '';
-    const head = r.status + ' ';
-    const tail = ' in ' + r.ms + ' ms' + replay;
+    const replay = r.headers && r.headers.get('Idempotent-Replayed') === 'true' ? ' (a replay)' : '';
+    const timing = ' in ' + r.ms + ' ms' + replay;
     const err = j.error || null;
-    const id = typeof j.id === 'string' ? j.id : '';
     if (what === 'user') {
-      if (r.status === 201) return ['good', head + 'user ' + j.user + ' created' + tail,
-        (j.bank_account ? 'bank account ' + j.bank_account : '')];
-      return ['bad', head + (err ? err.code : 'error') + tail, err ? err.message : ''];
+      if (r.status === 201) return ['good', r.status + ' user ' + j.user + ' created' + timing,
+        j.bank_account ? 'bank account ' + j.bank_account : ''];
+      return ['bad', r.status + ' ' + (err ? err.code : 'error') + timing, err ? err.message || '' : ''];
     }
-    if (err && !id) return ['bad', head + err.code + tail, err.message || ''];
-    const st = j.status || '';
-    let kind = st === 'succeeded' ? 'good' : st === 'failed' ? 'bad' : st === 'unknown' ? 'unknown' : 'pending';
-    let msg = head + st + tail;
+    const id = typeof j.id === 'string' ? j.id : '';
+    if (!id) return ['bad', r.status + ' ' + (err ? err.code : 'error') + timing, err ? err.message || '' : ''];
+    const st = j.status || '?';
+    const tone = st === 'succeeded' ? 'good' : st === 'failed' ? 'bad' : st === 'unknown' ? 'unknown' : 'pending';
+    let hint = '';
     if (err) {
-      const hint = ERROR_HINT[err.code];
-      msg = head + (hint || st + ' — ' + err.code) + tail;
-      if (err.code === 'bank_declined' && j.failure_reason) msg = head + 'failed — the bank declined: ' + j.failure_reason + tail;
+      hint = ERROR_HINT[err.code] || err.code;
+      if (err.code === 'bank_declined' && j.failure_reason) hint = 'the bank declined: ' + j.failure_reason;
     } else if (st === 'pending') {
-      msg = head + 'pending' + tail + ' — the bank\'s webhook will settle it';
-      kind = 'pending';
+      hint = j.mode === 'async' ? 'the bank\'s webhook will settle it' : 'not settled yet';
+    } else if (st === 'unknown') {
+      hint = 'the reconciler will settle it';
     }
-    return [kind, msg, id];
+    let detail = id;
+    if (j.user && j.balance_minor !== undefined && j.balance_minor !== null) {
+      detail += ' · ' + j.user + '\'s balance ' + formatINR(j.balance_minor);
+    }
+    return [tone, r.status + ' ' + st + timing + (hint ? ' — ' + hint : ''), detail];
   }
 
   function val(form, name) {
@@ -936,7 +955,7 @@
     state.token = readToken();
     if (!state.token) {
       showNotice(true, 'Live updates need the admin token');
-      setConn('disconnected', 'disconnected — no token; balances refresh every ' + POLL_MS / 1000 + ' s');
+      setConn('disconnected', 'disconnected · no token', 'balances refresh every ' + POLL_MS / 1000 + ' s');
       startPolling();
     } else {
       showNotice(false);
