@@ -1,8 +1,8 @@
-/* api.c owns the wallet's HTTP edge: routing, validation of every request field, the
- * Idempotency-Key protocol (fingerprints, the in-memory in-flight set, replays), the JSON
- * replies, and the deferred replies of sync top-ups/withdrawals and user creation (a
- * pending record per held request, with a close callback so a client that went away is
- * never answered).
+/* api.c owns the wallet's HTTP edge: routing, CORS for the dashboard, the traceparent a new
+ * transaction starts from, validation of every request field, the Idempotency-Key protocol
+ * (fingerprints, the in-memory in-flight set, replays), the JSON replies, and the deferred
+ * replies of sync top-ups/withdrawals and user creation (a pending record per held request,
+ * with a close callback so a client that went away is never answered).
  * Must not: write SQL (ledger.c does), decide a payment's outcome from anything but
  * bank_classify(), or reply before the COMMIT that records what the reply says.
  * Invariants: every request gets exactly one reply, or none when its client is gone; a
@@ -43,6 +43,9 @@ struct api_call {
 /* GET /v1/users/{user}/transactions?limit= bounds (docs/contracts.md). */
 #define API_LIST_LIMIT_DEFAULT 50
 #define API_LIST_LIMIT_MAX 200
+/* GET /v1/users?limit= bounds (docs/contracts.md: the dashboard's list of balances). */
+#define API_USERS_LIMIT_DEFAULT 100
+#define API_USERS_LIMIT_MAX 500
 
 /* ===================================================================== idempotency set == */
 
@@ -210,6 +213,8 @@ static void api_reply_txn(const struct api_call *c, const struct ledger_txn *t, 
 {
     if (c->req != NULL && replayed)
         http_add_header(c->req, "Idempotent-Replayed", "true");
+    if (c->req != NULL && t->traceparent[0] != '\0')
+        http_add_header(c->req, "traceparent", t->traceparent);
     cJSON *o = api_txn_json(c->ctx, t, NULL);
     if (t->status == TXN_SUCCEEDED) {
         api_json(c, 200, o);
@@ -771,9 +776,20 @@ static bool api_payment_parse(const struct api_call *c, const cJSON *o, enum txn
     return true;
 }
 
-/* The fields every new top-up or withdrawal gets: id, traceparent, times, deadline. */
-static int api_payment_init(const struct wallet_ctx *ctx, struct ledger_txn *t)
+/* A new transaction's traceparent: a child of the request's `traceparent` header when that
+ * is a valid W3C one (the caller's trace goes on), else a fresh trace. */
+static int api_traceparent(const struct api_call *c, char out[TRACEPARENT_BYTES])
 {
+    const char *parent = c->req != NULL ? http_header(c->req, "traceparent") : NULL;
+    if (parent != NULL && ids_traceparent_valid(parent))
+        return ids_traceparent_child(parent, out);
+    return ids_traceparent_new(out);
+}
+
+/* The fields every new top-up or withdrawal gets: id, traceparent, times, deadline. */
+static int api_payment_init(const struct api_call *c, struct ledger_txn *t)
+{
+    const struct wallet_ctx *ctx = c->ctx;
     int64_t now_ms = pl_now_ms();
     t->status = TXN_PENDING;
     t->created_at_ms = now_ms;
@@ -782,7 +798,7 @@ static int api_payment_init(const struct wallet_ctx *ctx, struct ledger_txn *t)
                                                            : ctx->cfg.payment_ttl_sync_ms);
     int rc = ids_new("wtx_", t->id, sizeof t->id);
     if (rc == 0)
-        rc = ids_traceparent_new(t->traceparent);
+        rc = api_traceparent(c, t->traceparent);
     return rc;
 }
 
@@ -792,7 +808,7 @@ static void api_payment_async(const struct api_call *c, struct ledger_txn *t, co
                               const char *fingerprint)
 {
     struct wallet_ctx *ctx = c->ctx;
-    int rc = api_payment_init(ctx, t);
+    int rc = api_payment_init(c, t);
     if (rc == 0)
         rc = api_payment_record(ctx, t, key, fingerprint);
     if (rc == LEDGER_EFUNDS) {
@@ -826,7 +842,7 @@ static void api_payment_begin(const struct api_call *c, struct ledger_txn *t, co
         api_error(c, 429, "overloaded", "too many requests in flight; retry in a second");
         return;
     }
-    int rc = api_payment_init(ctx, t);
+    int rc = api_payment_init(c, t);
     if (rc == 0)
         rc = api_payment_record(ctx, t, key, fingerprint);
     if (rc != 0) {
@@ -1208,7 +1224,7 @@ static void api_transfer(const struct api_call *c)
     t.updated_at_ms = t.created_at_ms;
     int rc = ids_new("wtx_", t.id, sizeof t.id);
     if (rc == 0)
-        rc = ids_traceparent_new(t.traceparent);
+        rc = api_traceparent(c, t.traceparent);
     if (rc == 0)
         rc = api_transfer_record(c->ctx, &t, key, fingerprint);
     if (rc == LEDGER_EFUNDS) {
@@ -1250,6 +1266,8 @@ static void api_txn_get(const struct api_call *c, const char *id)
         api_db_error(c, rc, NULL);
         return;
     }
+    if (t.traceparent[0] != '\0')
+        http_add_header(c->req, "traceparent", t.traceparent);
     cJSON *o = api_txn_json(c->ctx, &t, NULL);
     cJSON *timeline = o != NULL ? cJSON_AddArrayToObject(o, "timeline") : NULL;
     rc = timeline != NULL ? ledger_timeline(&c->ctx->db, id, api_timeline_line, timeline) : 0;
@@ -1331,6 +1349,38 @@ static void api_user_txns(const struct api_call *c, const char *user)
         api_db_error(c, rc, NULL);
     } else {
         api_json(c, 200, o);
+    }
+    cJSON_Delete(o);
+}
+
+static void api_users_item(const struct ledger_user_summary *u, void *arg)
+{
+    cJSON *item = cJSON_CreateObject();
+    if (item == NULL)
+        return;
+    cJSON_AddStringToObject(item, "user", u->user);
+    cJSON_AddStringToObject(item, "bank_account", u->bank_account);
+    cJSON_AddNumberToObject(item, "balance_minor", (double)u->balance_minor);
+    cJSON_AddNumberToObject(item, "head_seq", (double)u->head_seq);
+    cJSON_AddItemToArray(arg, item);
+}
+
+/* GET /v1/users?limit=N: the first N users by handle with their balances and head seqs (the
+ * dashboard's balance cards). */
+static void api_users_list(const struct api_call *c)
+{
+    int64_t limit = 0;
+    if (!api_query_int(c->req, "limit", API_USERS_LIMIT_DEFAULT, 1, API_USERS_LIMIT_MAX, &limit)) {
+        api_error(c, 400, "invalid_field", "limit must be an integer in 1..500");
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    cJSON *users = o != NULL ? cJSON_AddArrayToObject(o, "users") : NULL;
+    int rc = users != NULL ? ledger_users_list(&c->ctx->db, (int)limit, api_users_item, users) : 0;
+    if (rc != 0) {
+        api_db_error(c, rc, NULL);
+    } else {
+        api_json(c, 200, users != NULL ? o : NULL);
     }
     cJSON_Delete(o);
 }
@@ -1434,6 +1484,53 @@ static void api_metrics(const struct api_call *c)
     evbuffer_free(out);
 }
 
+/* ===================================================================== CORS ========= */
+
+/* True when origin is one entry of the comma-separated list, byte for byte (browsers send
+ * an origin serialised: lowercase scheme and host, no trailing slash). */
+static bool api_origin_allowed(const char *list, const char *origin)
+{
+    size_t origin_bytes = strlen(origin);
+    const char *p = list;
+    /* Every pass consumes at least one byte of a list shorter than CONFIG_STR_BYTES_MAX. */
+    for (size_t i = 0; i < CONFIG_STR_BYTES_MAX && *p != '\0'; i++) {
+        p += strspn(p, ", ");
+        size_t n = strcspn(p, ", ");
+        if (n > 0 && n == origin_bytes && memcmp(p, origin, n) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+/* For an allowed Origin, adds the CORS headers to the response now, when the request
+ * arrives: a reply deferred until the bank answers carries them too. True when allowed. */
+static bool api_cors(const struct api_call *c)
+{
+    const char *origin = http_header(c->req, "Origin");
+    if (origin == NULL || !api_origin_allowed(c->ctx->cfg.allowed_origin, origin))
+        return false;
+    http_add_header(c->req, "Access-Control-Allow-Origin", origin);
+    http_add_header(c->req, "Vary", "Origin");
+    http_add_header(c->req, "Access-Control-Expose-Headers", "Idempotent-Replayed, traceparent");
+    return true;
+}
+
+/* OPTIONS on a /v1 path: a CORS preflight; 204 for an allowed origin, else 403. */
+static void api_preflight(const struct api_call *c, bool allowed)
+{
+    if (!allowed) {
+        api_error(c, 403, "forbidden", "this Origin is not in the wallet's --allowed-origin");
+        return;
+    }
+    http_add_header(c->req, "Access-Control-Allow-Methods", "GET, POST, OPTIONS");
+    http_add_header(c->req, "Access-Control-Allow-Headers",
+                    "Content-Type, Idempotency-Key, Authorization, traceparent");
+    http_add_header(c->req, "Access-Control-Max-Age", "600");
+    api_observe(c, 204);
+    evhttp_send_reply(c->req, 204, "No Content", NULL);
+}
+
 /* ===================================================================== routing ====== */
 
 /* Splits "/v1/users/<user><rest>": false unless the segment is a valid handle. */
@@ -1502,6 +1599,22 @@ static bool api_route_user(struct api_call *c, const char *path, enum evhttp_cmd
     return false;
 }
 
+/* /v1/users: GET lists the users, POST creates one. */
+static bool api_route_users(struct api_call *c, const char *path, enum evhttp_cmd_type m)
+{
+    if (strcmp(path, "/v1/users") != 0)
+        return false;
+    c->route = "/v1/users";
+    if (m == EVHTTP_REQ_GET) {
+        api_users_list(c);
+    } else if (m == EVHTTP_REQ_POST) {
+        api_user_create(c);
+    } else {
+        api_wrong_method(c, "GET, POST");
+    }
+    return true;
+}
+
 /* Exact paths, one method each. */
 static bool api_route_exact(struct api_call *c, const char *path, enum evhttp_cmd_type m)
 {
@@ -1510,9 +1623,9 @@ static bool api_route_exact(struct api_call *c, const char *path, enum evhttp_cm
         enum evhttp_cmd_type method;
         int handler;
     } routes[] = {
-        {"/v1/users", EVHTTP_REQ_POST, 0},       {"/v1/topups", EVHTTP_REQ_POST, 1},
-        {"/v1/withdrawals", EVHTTP_REQ_POST, 2}, {"/v1/transfers", EVHTTP_REQ_POST, 3},
-        {"/healthz", EVHTTP_REQ_GET, 4},         {"/metrics", EVHTTP_REQ_GET, 5},
+        {"/v1/topups", EVHTTP_REQ_POST, 1},    {"/v1/withdrawals", EVHTTP_REQ_POST, 2},
+        {"/v1/transfers", EVHTTP_REQ_POST, 3}, {"/healthz", EVHTTP_REQ_GET, 4},
+        {"/metrics", EVHTTP_REQ_GET, 5},
     };
     for (size_t i = 0; i < PL_ARRAY_LEN(routes); i++) {
         if (strcmp(path, routes[i].path) != 0)
@@ -1523,9 +1636,6 @@ static bool api_route_exact(struct api_call *c, const char *path, enum evhttp_cm
             return true;
         }
         switch (routes[i].handler) {
-        case 0:
-            api_user_create(c);
-            break;
         case 1:
             api_payment(c, TXN_KIND_TOPUP);
             break;
@@ -1554,9 +1664,15 @@ void api_handle(struct evhttp_request *req, void *arg)
     struct api_call c = {.ctx = ctx, .req = req, .route = "other", .start_us = pl_now_us()};
     const char *path = http_path(req);
     enum evhttp_cmd_type m = evhttp_request_get_command(req);
+    bool cors = api_cors(&c); /* before any reply, deferred ones included */
     if (path == NULL) {
         api_error(&c, 404, "not_found", "no such path");
-    } else if (api_route_exact(&c, path, m) || api_route_user(&c, path, m)) {
+    } else if (m == EVHTTP_REQ_OPTIONS &&
+               (strcmp(path, "/v1") == 0 || strncmp(path, "/v1/", 4) == 0)) {
+        c.route = "preflight";
+        api_preflight(&c, cors);
+    } else if (api_route_exact(&c, path, m) || api_route_users(&c, path, m) ||
+               api_route_user(&c, path, m)) {
         /* answered, or held for a bank answer */
     } else if (strncmp(path, "/v1/transactions/", 17) == 0 && strchr(path + 17, '/') == NULL) {
         c.route = "/v1/transactions/{id}";

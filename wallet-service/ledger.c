@@ -617,6 +617,34 @@ int ledger_user_txns(struct db *db, const char *user, int limit,
     return rc == SQLITE_DONE ? 0 : db_rc(rc);
 }
 
+int ledger_users_list(struct db *db, int limit,
+                      void (*fn)(const struct ledger_user_summary *u, void *arg), void *arg)
+{
+    assert(limit > 0);
+    /* The wallet account by primary key; head_seq by the events primary key (user, seq). */
+    sqlite3_stmt *st =
+        db_stmt(db, "SELECT u.user, u.bank_account, a.balance_minor, "
+                    "(SELECT COALESCE(MAX(e.seq), 0) FROM events e WHERE e.user = u.user) "
+                    "FROM users u JOIN accounts a ON a.id = 'wallet:' || u.user "
+                    "ORDER BY u.user LIMIT ?1");
+    if (st == NULL)
+        return PL_EDB;
+    sqlite3_bind_int(st, 1, limit);
+    struct ledger_user_summary u;
+    int rc = sqlite3_step(st);
+    for (; rc == SQLITE_ROW; rc = sqlite3_step(st)) {
+        memset(&u, 0, sizeof u);
+        db_column_copy(st, 0, u.user, sizeof u.user);
+        db_column_copy(st, 1, u.bank_account, sizeof u.bank_account);
+        u.balance_minor = sqlite3_column_int64(st, 2);
+        u.head_seq = sqlite3_column_int64(st, 3);
+        assert(u.balance_minor >= 0); /* invariant 3 */
+        fn(&u, arg);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_rc(rc);
+}
+
 int ledger_open_txns(struct db *db, int64_t pending_before_ms, char ids[][ID_BYTES_MAX], size_t cap,
                      size_t *count_out)
 {

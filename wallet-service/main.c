@@ -59,6 +59,7 @@ static void wallet_defaults(struct wallet_config *cfg)
     cfg->bank_opening_minor = 1000000;
     pl_strlcpy(cfg->nodal_account, "NODAL-PAYLAB", sizeof cfg->nodal_account);
     cfg->ws_token_ttl_s = 3600;
+    pl_strlcpy(cfg->allowed_origin, WALLET_ALLOWED_ORIGIN_DEFAULT, sizeof cfg->allowed_origin);
     pl_strlcpy(cfg->log_level, "info", sizeof cfg->log_level);
 }
 
@@ -87,6 +88,8 @@ static enum config_result wallet_flags(struct wallet_config *cfg, int argc, char
         {"nodal-account", CONFIG_STR, cfg->nodal_account, 0, 0, "the wallet's nodal account"},
         {"ws-token-ttl-s", CONFIG_INT, &cfg->ws_token_ttl_s, 1, 30 * 86400.0,
          "lifetime of a ws_token"},
+        {"allowed-origin", CONFIG_STR, cfg->allowed_origin, 0, 0,
+         "comma-separated browser origins allowed to call /v1 (CORS; the dashboard's)"},
         {"log-level", CONFIG_STR, cfg->log_level, 0, 0, "debug, info, warn or error"},
     };
     return config_parse("WALLET", "wallet-service",

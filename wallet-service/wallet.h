@@ -97,6 +97,11 @@ struct zbus;
 
 /* ---- configuration (flags, DESIGN §10) ------------------------------------------------- */
 
+/* --allowed-origin by default: the dashboard served by the gateway on :8082, under every
+ * loopback name a browser may use for it. */
+#define WALLET_ALLOWED_ORIGIN_DEFAULT                                                              \
+    "http://127.0.0.1:8082,http://localhost:8082,http://[::1]:8082"
+
 struct wallet_config {
     int64_t http_port;
     char bind[CONFIG_STR_BYTES_MAX];
@@ -113,6 +118,7 @@ struct wallet_config {
     int64_t bank_opening_minor;            /* opening balance of an account we open */
     char nodal_account[CONFIG_STR_BYTES_MAX];
     int64_t ws_token_ttl_s;
+    char allowed_origin[CONFIG_STR_BYTES_MAX]; /* comma-separated browser origins (CORS) */
     char log_level[CONFIG_STR_BYTES_MAX];
 };
 
@@ -150,6 +156,14 @@ struct ledger_user {
     char bank_account[WALLET_BANK_ACCOUNT_CHARS_MAX + 1];
     int64_t balance_minor;
     int64_t created_at_ms;
+};
+
+/* One row of GET /v1/users: a user, its wallet balance and its latest event seq. */
+struct ledger_user_summary {
+    char user[USER_HANDLE_CHARS_MAX + 1];
+    char bank_account[WALLET_BANK_ACCOUNT_CHARS_MAX + 1];
+    int64_t balance_minor;
+    int64_t head_seq; /* 0 for a user without events */
 };
 
 struct ledger_idem {
@@ -222,6 +236,9 @@ int ledger_timeline(struct db *db, const char *txn_id,
 /* Calls fn for the newest `limit` transactions user paid or received, newest first. */
 int ledger_user_txns(struct db *db, const char *user, int limit,
                      void (*fn)(const struct ledger_txn *t, void *arg), void *arg);
+/* Calls fn for the first `limit` users ordered by handle (one statement with LIMIT). */
+int ledger_users_list(struct db *db, int limit,
+                      void (*fn)(const struct ledger_user_summary *u, void *arg), void *arg);
 /* Ids of transactions to reconcile: unknown, or pending with updated_at_ms < pending_before_ms;
  * at most cap. Those with a reconciler conflict on record are left to people. */
 int ledger_open_txns(struct db *db, int64_t pending_before_ms, char ids[][ID_BYTES_MAX], size_t cap,
