@@ -45,8 +45,10 @@ extern char **environ;
 #define CLUSTER_POLL_MS 10
 /* One /healthz probe; a service that is up answers in well under this. */
 #define CLUSTER_HEALTH_TIMEOUT_MS 500
-/* Ports one cluster needs: bank, wallet, ZMQ router, ZMQ pub, notify (gateway). */
-#define CLUSTER_PORTS 5
+/* Ports one cluster needs: bank, wallet, ZMQ router, ZMQ pub, then HTTP and WS per gateway. */
+#define CLUSTER_PORTS (4 + 2 * CLUSTER_GATEWAYS_MAX)
+/* Where the bank POSTs webhooks on a gateway (DESIGN §7). */
+#define CLUSTER_WEBHOOK_PATH "/v1/webhooks/bank"
 /* Environment entries passed on to a child (PAYLAB_* removed, a few added). */
 #define CLUSTER_ENV_MAX 512
 /* Log lines printed when a service fails to start. */
@@ -177,13 +179,49 @@ static int make_dir(struct cluster *c)
     return 0;
 }
 
-static int set_proc(struct cluster *c, struct cluster_proc *p, const char *name, int port)
+/* log_name: the log file's name without ".log" (two gateways share one binary name). */
+static int set_proc(struct cluster *c, struct cluster_proc *p, const char *name,
+                    const char *log_name, int port)
 {
     memset(p, 0, sizeof *p);
     p->name = name;
     p->http_port = port;
-    int n = snprintf(p->log_path, sizeof p->log_path, "%s/%s.log", c->dir, name);
+    int n = snprintf(p->log_path, sizeof p->log_path, "%s/%s.log", c->dir, log_name);
     return (n < 0 || (size_t)n >= sizeof p->log_path) ? PL_ERANGE : 0;
+}
+
+static int set_gateways(struct cluster *c, const int *ports)
+{
+    for (int i = 0; i < CLUSTER_GATEWAYS_MAX; i++) {
+        char log_name[32];
+        struct cluster_proc *g = &c->gateways[i];
+        snprintf(log_name, sizeof log_name, "webhook-gateway-%d", i);
+        int rc = set_proc(c, g, "webhook-gateway", log_name, ports[2 * i]);
+        if (rc != 0)
+            return rc;
+        g->ws_port = ports[2 * i + 1];
+        snprintf(c->gateway_url[i], sizeof c->gateway_url[i], "http://127.0.0.1:%d", g->http_port);
+        snprintf(c->gateway_ws_url[i], sizeof c->gateway_ws_url[i], "ws://127.0.0.1:%d",
+                 g->ws_port);
+    }
+    c->notify_port = c->gateways[0].http_port;
+    return cluster_use_gateways(c, 1);
+}
+
+int cluster_use_gateways(struct cluster *c, int count)
+{
+    size_t len = 0;
+    if (count < 1 || count > CLUSTER_GATEWAYS_MAX)
+        return PL_EINVAL;
+    c->notify_url[0] = '\0';
+    for (int i = 0; i < count; i++) {
+        int n = snprintf(c->notify_url + len, sizeof c->notify_url - len, "%s%s%s",
+                         i > 0 ? "," : "", c->gateway_url[i], CLUSTER_WEBHOOK_PATH);
+        if (n < 0 || (size_t)n >= sizeof c->notify_url - len)
+            return PL_ERANGE;
+        len += (size_t)n;
+    }
+    return 0;
 }
 
 int cluster_init(struct cluster *c, const char *bin_dir)
@@ -202,12 +240,13 @@ int cluster_init(struct cluster *c, const char *bin_dir)
         return rc;
     c->zmq_router_port = ports[2];
     c->zmq_pub_port = ports[3];
-    c->notify_port = ports[4];
     snprintf(c->bank_url, sizeof c->bank_url, "http://127.0.0.1:%d", ports[0]);
     snprintf(c->wallet_url, sizeof c->wallet_url, "http://127.0.0.1:%d", ports[1]);
-    rc = set_proc(c, &c->bank, "bank-service", ports[0]);
+    rc = set_proc(c, &c->bank, "bank-service", "bank-service", ports[0]);
     if (rc == 0)
-        rc = set_proc(c, &c->wallet, "wallet-service", ports[1]);
+        rc = set_proc(c, &c->wallet, "wallet-service", "wallet-service", ports[1]);
+    if (rc == 0)
+        rc = set_gateways(c, ports + 4);
     return rc;
 }
 
@@ -384,11 +423,10 @@ int cluster_start_bank(struct cluster *c, const char *const *extra_args)
 
 int cluster_start_wallet(struct cluster *c, const char *const *extra_args)
 {
-    char port[16], router[64], pub[64], notify[CLUSTER_URL_BYTES_MAX];
+    char port[16], router[64], pub[64];
     snprintf(port, sizeof port, "%d", c->wallet.http_port);
     snprintf(router, sizeof router, "tcp://127.0.0.1:%d", c->zmq_router_port);
     snprintf(pub, sizeof pub, "tcp://127.0.0.1:%d", c->zmq_pub_port);
-    snprintf(notify, sizeof notify, "http://127.0.0.1:%d/v1/webhooks/bank", c->notify_port);
     const char *const fixed[] = {"--http-port",
                                  port,
                                  "--data-dir",
@@ -396,13 +434,39 @@ int cluster_start_wallet(struct cluster *c, const char *const *extra_args)
                                  "--bank-url",
                                  c->bank_url,
                                  "--notify-url",
-                                 notify,
+                                 c->notify_url,
                                  "--zmq-router",
                                  router,
                                  "--zmq-pub",
                                  pub,
                                  NULL};
     return start_proc(c, &c->wallet, fixed, extra_args);
+}
+
+int cluster_start_gateway(struct cluster *c, int index, const char *const *extra_args)
+{
+    char port[16], ws_port[16], router[64], pub[64];
+    if (index < 0 || index >= CLUSTER_GATEWAYS_MAX)
+        return PL_EINVAL;
+    struct cluster_proc *g = &c->gateways[index];
+    snprintf(port, sizeof port, "%d", g->http_port);
+    snprintf(ws_port, sizeof ws_port, "%d", g->ws_port);
+    snprintf(router, sizeof router, "tcp://127.0.0.1:%d", c->zmq_router_port);
+    snprintf(pub, sizeof pub, "tcp://127.0.0.1:%d", c->zmq_pub_port);
+    const char *const fixed[] = {"--http-port",
+                                 port,
+                                 "--ws-port",
+                                 ws_port,
+                                 "--data-dir",
+                                 c->dir,
+                                 "--wallet-url",
+                                 c->wallet_url,
+                                 "--zmq-router",
+                                 router,
+                                 "--zmq-pub",
+                                 pub,
+                                 NULL};
+    return start_proc(c, g, fixed, extra_args);
 }
 
 static int exit_code(int wstatus, int sig_sent)
@@ -472,17 +536,23 @@ static int remove_entry(const char *path, const struct stat *sb, int type, struc
     return 0;
 }
 
+static void stop_and_free(struct cluster_proc *p)
+{
+    if (p->pid != 0) {
+        int rc = cluster_stop(p, SIGTERM);
+        if (rc != 0)
+            fprintf(stderr, "cluster: %s stopped with %d\n", p->name, rc);
+    }
+    free_argv(p);
+}
+
 void cluster_destroy(struct cluster *c)
 {
-    struct cluster_proc *procs[] = {&c->wallet, &c->bank};
-    for (size_t i = 0; i < PL_ARRAY_LEN(procs); i++) {
-        if (procs[i]->pid != 0) {
-            int rc = cluster_stop(procs[i], SIGTERM);
-            if (rc != 0)
-                fprintf(stderr, "cluster: %s stopped with %d\n", procs[i]->name, rc);
-        }
-        free_argv(procs[i]);
-    }
+    /* The edges first, so that nothing they still relay finds the wallet gone. */
+    for (size_t i = 0; i < CLUSTER_GATEWAYS_MAX; i++)
+        stop_and_free(&c->gateways[i]);
+    stop_and_free(&c->wallet);
+    stop_and_free(&c->bank);
     if (c->dir[0] == '\0')
         return;
     if (c->keep_dir) {
@@ -595,11 +665,38 @@ static int run_capture(char **argv, const char *const *env_extra, char **out)
     return exit_code(wstatus, 0);
 }
 
+/* "PAYLAB_GATEWAY_URL=" and the WebSocket URLs of the gateways running now, comma-separated
+ * (gateway 0's when none runs), for `paylab watch` and `--wait ws`. */
+static void gateway_env(const struct cluster *c, char *out, size_t cap)
+{
+    static const char prefix[] = "PAYLAB_GATEWAY_URL=";
+    size_t len = sizeof prefix - 1;
+    size_t running = 0;
+    assert(cap >= sizeof prefix + CLUSTER_GATEWAYS_MAX * CLUSTER_URL_BYTES_MAX);
+    memcpy(out, prefix, sizeof prefix);
+    for (size_t i = 0; i < CLUSTER_GATEWAYS_MAX; i++) {
+        if (c->gateways[i].pid == 0)
+            continue;
+        /* Fits: cap holds the prefix and every URL with its comma (asserted above). */
+        int n =
+            snprintf(out + len, cap - len, "%s%s", running > 0 ? "," : "", c->gateway_ws_url[i]);
+        assert(n > 0);
+        len += (size_t)n;
+        running++;
+    }
+    if (running == 0)
+        snprintf(out + len, cap - len, "%s", c->gateway_ws_url[0]);
+}
+
 int cluster_paylab(struct cluster *c, const char *const *args, char **out)
 {
     char path[CLUSTER_PATH_BYTES_MAX];
     char env_wallet[CLUSTER_URL_BYTES_MAX + 32], env_bank[CLUSTER_URL_BYTES_MAX + 32];
     char env_dir[CLUSTER_PATH_BYTES_MAX + 32];
+    char env_gateway[CLUSTER_NOTIFY_BYTES_MAX + 32];
+    _Static_assert(CLUSTER_NOTIFY_BYTES_MAX + 32 >=
+                       sizeof "PAYLAB_GATEWAY_URL=" + CLUSTER_GATEWAYS_MAX * CLUSTER_URL_BYTES_MAX,
+                   "room for every gateway");
     char *argv[CLUSTER_PAYLAB_FIXED_ARGS + CLUSTER_ARGS_MAX + 1] = {0};
     size_t n = 0;
     int len = snprintf(path, sizeof path, "%s/paylab", c->bin_dir);
@@ -621,7 +718,8 @@ int cluster_paylab(struct cluster *c, const char *const *args, char **out)
     snprintf(env_wallet, sizeof env_wallet, "PAYLAB_WALLET_URL=%s", c->wallet_url);
     snprintf(env_bank, sizeof env_bank, "PAYLAB_BANK_URL=%s", c->bank_url);
     snprintf(env_dir, sizeof env_dir, "PAYLAB_DATA_DIR=%s", c->dir);
-    const char *const env[] = {env_wallet, env_bank, env_dir, NULL};
+    gateway_env(c, env_gateway, sizeof env_gateway);
+    const char *const env[] = {env_wallet, env_bank, env_dir, env_gateway, NULL};
     return run_capture(argv, env, out);
 }
 

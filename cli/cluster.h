@@ -12,6 +12,10 @@
 
 #define CLUSTER_PATH_BYTES_MAX 512
 #define CLUSTER_URL_BYTES_MAX 128
+/* `paylab lab` runs two gateways (DESIGN §11); the tests use one or both. */
+#define CLUSTER_GATEWAYS_MAX 2
+/* The wallet's --notify-url: every gateway's webhook URL, comma-separated. */
+#define CLUSTER_NOTIFY_BYTES_MAX (CLUSTER_GATEWAYS_MAX * CLUSTER_URL_BYTES_MAX)
 #define CLUSTER_ARGS_MAX 48
 #define CLUSTER_READY_TIMEOUT_MS 10000
 /* A service that has not exited this long after SIGTERM is SIGKILLed (and reported). */
@@ -22,9 +26,10 @@
 #define CLUSTER_OUTPUT_BYTES_MAX (4 * 1024 * 1024)
 
 struct cluster_proc {
-    const char *name; /* "bank-service", "wallet-service" */
+    const char *name; /* the binary: "bank-service", "wallet-service", "webhook-gateway" */
     pid_t pid;        /* 0 when not running */
     int http_port;
+    int ws_port; /* webhook-gateway only (its WebSocket listener); 0 for the others */
     char log_path[CLUSTER_PATH_BYTES_MAX]; /* stderr of the process, appended across restarts */
     char *argv[CLUSTER_ARGS_MAX + 1];      /* owned copy, reused by cluster_restart */
 };
@@ -38,8 +43,18 @@ struct cluster {
     int zmq_router_port, zmq_pub_port;
     struct cluster_proc bank, wallet;
     /* A free port the wallet's --notify-url points at; nothing listens there until a
-     * gateway is started on it, so the bank's webhooks never reach a demo on :8082. */
+     * gateway is started on it, so the bank's webhooks never reach a demo on :8082.
+     * It is gateways[0].http_port. */
     int notify_port;
+    /* Gateway i listens on gateways[i].http_port (webhooks, dashboard) and .ws_port; the
+     * ports are picked by cluster_init whether or not the gateway is ever started. */
+    struct cluster_proc gateways[CLUSTER_GATEWAYS_MAX];
+    char gateway_url[CLUSTER_GATEWAYS_MAX][CLUSTER_URL_BYTES_MAX];    /* http://127.0.0.1:P */
+    char gateway_ws_url[CLUSTER_GATEWAYS_MAX][CLUSTER_URL_BYTES_MAX]; /* ws://127.0.0.1:P */
+    /* The wallet's --notify-url as cluster_start_wallet passes it: gateway 0's webhook URL
+     * after cluster_init; cluster_use_gateways (or the caller) may change it before the
+     * wallet starts. A later change takes effect at the wallet's next start, not restart. */
+    char notify_url[CLUSTER_NOTIFY_BYTES_MAX];
 };
 
 /* The services and paylab inherit no PAYLAB_* variable from the caller (a demo's ports or
@@ -56,6 +71,15 @@ int cluster_start_bank(struct cluster *c, const char *const *extra_args);
 /* Starts wallet-service pointed at the bank (and ZMQ ports), with extra_args, and waits
  * until /healthz answers 200. */
 int cluster_start_wallet(struct cluster *c, const char *const *extra_args);
+/* Points notify_url at the webhook URLs of gateways 0 .. count-1, comma-separated, so the
+ * bank fails over along them (DESIGN §7). Call before cluster_start_wallet. 0, or
+ * PL_EINVAL when count is not 1 .. CLUSTER_GATEWAYS_MAX. */
+int cluster_use_gateways(struct cluster *c, int count);
+/* Starts webhook-gateway number index (0 .. CLUSTER_GATEWAYS_MAX-1) with --http-port,
+ * --ws-port, --data-dir (the cluster's: it shares the secrets), --wallet-url and the
+ * wallet's ZMQ endpoints, plus extra_args; waits until /healthz answers 200. The wallet
+ * may start before or after it. 0, PL_EINVAL (bad index, already running) or PL_EIO. */
+int cluster_start_gateway(struct cluster *c, int index, const char *const *extra_args);
 /* Sends sig (SIGTERM: waits for a clean exit and returns its status; SIGKILL: reaps).
  * Returns the exit code (0 = clean), 128 + the signal for a death by another signal than
  * the one sent, 0 for a SIGKILL sent and received; PL_EINVAL when p is not running,
@@ -63,14 +87,15 @@ int cluster_start_wallet(struct cluster *c, const char *const *extra_args);
 int cluster_stop(struct cluster_proc *p, int sig);
 /* Starts p again with the same arguments and waits until it is ready. */
 int cluster_restart(struct cluster *c, struct cluster_proc *p);
-/* Stops everything (SIGTERM), removes dir unless keep_dir. */
+/* Stops everything (SIGTERM: gateways, wallet, bank), removes dir unless keep_dir. */
 void cluster_destroy(struct cluster *c);
 
 /* Runs `paylab verify --wallet-db … --bank-db …` from bin_dir; returns its exit code
  * (0 = every invariant holds), printing its report on failure. */
 int cluster_verify(struct cluster *c);
 /* Runs bin_dir/paylab with --wallet/--bank/--data-dir of this cluster plus args
- * (NULL-terminated); captures stdout into a malloc'ed *out (may be NULL). Returns the exit code. */
+ * (NULL-terminated) and PAYLAB_GATEWAY_URL naming the running gateways' WebSocket URLs;
+ * captures stdout into a malloc'ed *out (may be NULL). Returns the exit code. */
 int cluster_paylab(struct cluster *c, const char *const *args, char **out);
 
 /* One blocking HTTP exchange for tests (libcurl easy). body may be NULL; headers is a

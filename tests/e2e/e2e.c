@@ -3,6 +3,7 @@
 #include "e2e.h"
 
 #include "pl.h"
+#include "sign.h"
 
 #include <signal.h>
 #include <sqlite3.h>
@@ -15,7 +16,12 @@
 #define E2E_BANK_TIMEOUT_MS_DEFAULT 300L
 #define E2E_TTL_SYNC_MS_DEFAULT 1500L
 #define E2E_RECONCILE_MS "100"
-#define E2E_PENDING_GRACE_MS "300"
+#define E2E_PENDING_GRACE_MS_DEFAULT 300L
+#define E2E_TTL_ASYNC_MS_DEFAULT 20000L
+/* A gateway answers 503 this soon when the wallet is silent (the bank then retries). */
+#define E2E_ACK_TIMEOUT_MS "500"
+/* Bank webhook rows listed per GET /admin/webhooks: more than any test makes. */
+#define E2E_WEBHOOKS_LIST_MAX "500"
 
 /* ------------------------------------------------------------------ lifecycle */
 
@@ -41,48 +47,90 @@ int e2e_teardown(void **state)
     if (e->c.keep_dir) {
         fprintf(stderr, "e2e: test did not finish; logs: %s, %s\n", e->c.bank.log_path,
                 e->c.wallet.log_path);
+        for (int i = 0; i < CLUSTER_GATEWAYS_MAX; i++) {
+            if (e->c.gateways[i].argv[0] != NULL)
+                fprintf(stderr, "e2e: gateway %d log: %s\n", i, e->c.gateways[i].log_path);
+        }
     }
     cluster_destroy(&e->c);
     free(e);
     return 0;
 }
 
-static void wallet_args(struct e2e *e, char timeout[24], char ttl[24], const char *argv[16])
+/* The wallet's numeric flags, printed into the caller's buffers. */
+struct wallet_flags {
+    char timeout[24], ttl[24], grace[24], ttl_async[24];
+};
+
+static void wallet_args(struct e2e *e, struct wallet_flags *f, const char *argv[16])
 {
-    snprintf(timeout, 24, "%ld", e->opts.bank_timeout_ms);
-    snprintf(ttl, 24, "%ld", e->opts.payment_ttl_sync_ms);
+    snprintf(f->timeout, sizeof f->timeout, "%ld", e->opts.bank_timeout_ms);
+    snprintf(f->ttl, sizeof f->ttl, "%ld", e->opts.payment_ttl_sync_ms);
+    snprintf(f->grace, sizeof f->grace, "%ld", e->opts.pending_grace_ms);
+    snprintf(f->ttl_async, sizeof f->ttl_async, "%ld", e->opts.payment_ttl_async_ms);
     const char *const a[] = {"--bank-timeout-ms",
-                             timeout,
+                             f->timeout,
                              "--reconcile-ms",
                              E2E_RECONCILE_MS,
                              "--pending-grace-ms",
-                             E2E_PENDING_GRACE_MS,
+                             f->grace,
                              "--payment-ttl-sync-ms",
-                             ttl,
+                             f->ttl,
+                             "--payment-ttl-async-ms",
+                             f->ttl_async,
                              NULL};
+    _Static_assert(PL_ARRAY_LEN(a) <= 16, "fits argv");
     for (size_t i = 0; i < PL_ARRAY_LEN(a); i++)
         argv[i] = a[i];
 }
 
-void e2e_start(struct e2e *e, const struct e2e_opts *opts)
+static void opts_defaults(struct e2e *e, const struct e2e_opts *opts)
 {
-    char timeout[24], ttl[24];
-    const char *argv[16];
     if (opts != NULL)
         e->opts = *opts;
     if (e->opts.bank_timeout_ms == 0)
         e->opts.bank_timeout_ms = E2E_BANK_TIMEOUT_MS_DEFAULT;
     if (e->opts.payment_ttl_sync_ms == 0)
         e->opts.payment_ttl_sync_ms = E2E_TTL_SYNC_MS_DEFAULT;
+    if (e->opts.pending_grace_ms == 0)
+        e->opts.pending_grace_ms = E2E_PENDING_GRACE_MS_DEFAULT;
+    if (e->opts.payment_ttl_async_ms == 0)
+        e->opts.payment_ttl_async_ms = E2E_TTL_ASYNC_MS_DEFAULT;
+    assert_in_range(e->opts.gateways, 0, CLUSTER_GATEWAYS_MAX);
+}
+
+void e2e_start(struct e2e *e, const struct e2e_opts *opts)
+{
+    struct wallet_flags flags;
+    const char *argv[16];
+    opts_defaults(e, opts);
     assert_int_equal(cluster_init(&e->c, NULL), 0);
     /* Until e2e_finish: a failing test leaves its logs and databases behind. */
     e->c.keep_dir = true;
+    if (e->opts.gateways > 0)
+        assert_int_equal(cluster_use_gateways(&e->c, e->opts.gateways), 0);
     assert_int_equal(cluster_start_bank(&e->c, NULL), 0);
-    wallet_args(e, timeout, ttl, argv);
+    wallet_args(e, &flags, argv);
     assert_int_equal(cluster_start_wallet(&e->c, argv), 0);
+    for (int i = 0; i < e->opts.gateways; i++)
+        e2e_start_gateway(e, i);
     assert_int_equal(cluster_read_secret(&e->c, "bank_api_key", e->api_key, sizeof e->api_key), 0);
     assert_int_equal(
         cluster_read_secret(&e->c, "admin_token", e->admin_token, sizeof e->admin_token), 0);
+    assert_int_equal(
+        cluster_read_secret(&e->c, "webhook_secret", e->webhook_secret, sizeof e->webhook_secret),
+        0);
+}
+
+void e2e_start_gateway(struct e2e *e, int index)
+{
+    assert_in_range(index, 0, CLUSTER_GATEWAYS_MAX - 1);
+    if (e->c.gateways[index].argv[0] != NULL) {
+        assert_int_equal(cluster_restart(&e->c, &e->c.gateways[index]), 0);
+        return;
+    }
+    const char *const args[] = {"--ack-timeout-ms", E2E_ACK_TIMEOUT_MS, NULL};
+    assert_int_equal(cluster_start_gateway(&e->c, index, args), 0);
 }
 
 void e2e_restart_wallet(struct e2e *e)
@@ -98,7 +146,9 @@ void e2e_restart_bank(struct e2e *e)
 void e2e_finish(struct e2e *e)
 {
     assert_int_equal(cluster_verify(&e->c), 0);
-    e->c.keep_dir = false;
+    /* E2E_KEEP=1 keeps a passing test's directory too, to read its logs. */
+    const char *keep = getenv("E2E_KEEP");
+    e->c.keep_dir = keep != NULL && strcmp(keep, "1") == 0;
 }
 
 void e2e_new_key(struct e2e *e, char *out)
@@ -540,4 +590,200 @@ void e2e_snapshot_equal(const struct e2e_snapshot *a, const struct e2e_snapshot 
              (long long)b->bank_nodal, (long long)a->transactions, (long long)b->transactions,
              (long long)a->entries, (long long)b->entries, (long long)a->users,
              (long long)b->users);
+}
+
+/* ------------------------------------------------------------------ the async path */
+
+char *e2e_webhook_body(const char *event_id, const char *status, const cJSON *payment,
+                       int64_t amount_minor)
+{
+    char type[48];
+    int64_t now_ms = pl_now_ms();
+    snprintf(type, sizeof type, "payment.%s", status);
+    cJSON *root = cJSON_CreateObject();
+    assert_non_null(root);
+    cJSON_AddStringToObject(root, "id", event_id);
+    cJSON_AddStringToObject(root, "type", type);
+    cJSON_AddNumberToObject(root, "created", (double)(now_ms / 1000));
+    cJSON_AddNumberToObject(root, "created_ms", (double)now_ms);
+    cJSON *data = cJSON_AddObjectToObject(root, "data");
+    assert_non_null(data);
+    cJSON_AddStringToObject(data, "payment_id", e2e_str(payment, "payment_id"));
+    cJSON_AddStringToObject(data, "reference", e2e_str(payment, "reference"));
+    cJSON_AddNumberToObject(data, "amount_minor", (double)amount_minor);
+    cJSON_AddStringToObject(data, "currency", "INR");
+    cJSON_AddStringToObject(data, "status", status);
+    if (strcmp(status, "failed") == 0)
+        cJSON_AddStringToObject(data, "failure_reason", "insufficient_funds");
+    else
+        cJSON_AddNullToObject(data, "failure_reason");
+    cJSON_AddStringToObject(data, "wallet_epoch", e2e_str(payment, "wallet_epoch"));
+    char *body = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    assert_non_null(body);
+    return body;
+}
+
+void e2e_webhook_post(struct e2e *e, int index, const char *event_id, int64_t timestamp_s,
+                      const char *signed_body, const char *sent_body, const char *secret,
+                      struct e2e_resp *r)
+{
+    char url[CLUSTER_URL_BYTES_MAX + 64], id_hdr[96], ts_hdr[64];
+    char sig[SIGN_SIGNATURE_BYTES_MAX], sig_hdr[SIGN_SIGNATURE_BYTES_MAX + 32];
+    const char *headers[5] = {"Content-Type: application/json", NULL, NULL, NULL, NULL};
+    size_t n = 1;
+    assert_in_range(index, 0, CLUSTER_GATEWAYS_MAX - 1);
+    snprintf(url, sizeof url, "%s/v1/webhooks/bank", e->c.gateway_url[index]);
+    if (event_id != NULL) {
+        snprintf(id_hdr, sizeof id_hdr, "webhook-id: %s", event_id);
+        headers[n++] = id_hdr;
+    }
+    snprintf(ts_hdr, sizeof ts_hdr, "webhook-timestamp: %lld", (long long)timestamp_s);
+    headers[n++] = ts_hdr;
+    if (secret != NULL) {
+        assert_int_equal(sign_webhook(secret, event_id != NULL ? event_id : "", timestamp_s,
+                                      signed_body, strlen(signed_body), sig, sizeof sig),
+                         0);
+        snprintf(sig_hdr, sizeof sig_hdr, "webhook-signature: %s", sig);
+        headers[n++] = sig_hdr;
+    }
+    e2e_request("POST", url, sent_body, strlen(sent_body), headers, r);
+}
+
+void e2e_webhook_post_signed(struct e2e *e, int index, const char *event_id, const char *body,
+                             struct e2e_resp *r)
+{
+    e2e_webhook_post(e, index, event_id, pl_now_ms() / 1000, body, body, e->webhook_secret, r);
+}
+
+void e2e_expect_result(const struct e2e_resp *r, const char *result)
+{
+    e2e_expect(r, 200, NULL);
+    if (r->json == NULL)
+        fail_msg("gateway 200 body is not JSON: %.200s", r->raw.body);
+    assert_string_equal(e2e_str(r->json, "result"), result);
+}
+
+cJSON *e2e_bank_webhooks(struct e2e *e, const char *status, const cJSON **list)
+{
+    char path[128];
+    struct e2e_resp r;
+    snprintf(path, sizeof path, "/admin/webhooks?status=%s&limit=%s", status,
+             E2E_WEBHOOKS_LIST_MAX);
+    e2e_bank(e, "GET", path, NULL, e->admin_token, &r);
+    e2e_expect(&r, 200, NULL);
+    cJSON *root = r.json;
+    r.json = NULL;
+    e2e_resp_free(&r);
+    *list = cJSON_GetObjectItemCaseSensitive(root, "webhooks");
+    assert_true(cJSON_IsArray(*list));
+    return root;
+}
+
+void e2e_bank_webhook_stats(struct e2e *e, const char *reference, struct e2e_webhook_stats *st)
+{
+    static const char *const statuses[] = {"pending", "delivered", "dead"};
+    int64_t *counts[] = {&st->pending, &st->delivered, &st->dead};
+    memset(st, 0, sizeof *st);
+    for (size_t i = 0; i < PL_ARRAY_LEN(statuses); i++) {
+        const cJSON *list = NULL;
+        cJSON *root = e2e_bank_webhooks(e, statuses[i], &list);
+        const cJSON *w = NULL;
+        cJSON_ArrayForEach(w, list)
+        {
+            if (strcmp(e2e_str(w, "reference"), reference) != 0)
+                continue;
+            int64_t attempts = e2e_int(w, "attempts");
+            (*counts[i])++;
+            st->attempts += attempts;
+            if (attempts > st->attempts_max)
+                st->attempts_max = attempts;
+        }
+        cJSON_Delete(root);
+    }
+}
+
+static bool webhooks_idle(void *arg)
+{
+    struct e2e *e = arg;
+    const cJSON *list = NULL;
+    cJSON *root = e2e_bank_webhooks(e, "pending", &list);
+    bool idle = cJSON_GetArraySize(list) == 0;
+    cJSON_Delete(root);
+    return idle;
+}
+
+void e2e_wait_webhooks_idle(struct e2e *e, long timeout_ms)
+{
+    if (!cluster_wait_for(webhooks_idle, e, cluster_deadline_ms(timeout_ms)))
+        fail_msg("the bank still has pending webhooks after %ld ms", timeout_ms);
+}
+
+static int64_t money_async(struct e2e *e, const char *path, const char *user, int64_t amount_minor,
+                           char id_out[64])
+{
+    struct e2e_resp r;
+    money_post(e, path, user, amount_minor, "async", NULL, &r);
+    e2e_expect(&r, 202, NULL);
+    e2e_expect_txn(r.json, strcmp(path, "/v1/topups") == 0 ? "topup" : "withdrawal", "async",
+                   "pending", amount_minor);
+    assert_int_equal(pl_strlcpy(id_out, e2e_str(r.json, "id"), 64), 0);
+    int64_t elapsed_ms = r.raw.elapsed_ms;
+    e2e_resp_free(&r);
+    return elapsed_ms;
+}
+
+int64_t e2e_topup_async(struct e2e *e, const char *user, int64_t amount_minor, char id_out[64])
+{
+    return money_async(e, "/v1/topups", user, amount_minor, id_out);
+}
+
+int64_t e2e_withdraw_async(struct e2e *e, const char *user, int64_t amount_minor, char id_out[64])
+{
+    return money_async(e, "/v1/withdrawals", user, amount_minor, id_out);
+}
+
+struct all_final_probe {
+    struct e2e *e;
+    char (*ids)[64];
+    size_t count, first_open;
+};
+
+static bool all_final_check(void *arg)
+{
+    struct all_final_probe *p = arg;
+    for (; p->first_open < p->count; p->first_open++) {
+        cJSON *t = e2e_txn(p->e, p->ids[p->first_open]);
+        bool final = is_final(e2e_str(t, "status"));
+        cJSON_Delete(t);
+        if (!final)
+            return false;
+    }
+    return true;
+}
+
+void e2e_wait_all_final(struct e2e *e, char ids[][64], size_t count, long timeout_ms)
+{
+    struct all_final_probe p = {.e = e, .ids = ids, .count = count, .first_open = 0};
+    if (!cluster_wait_for(all_final_check, &p, cluster_deadline_ms(timeout_ms))) {
+        cJSON *t = e2e_txn(e, ids[p.first_open]);
+        char *s = cJSON_PrintUnformatted(t);
+        fprintf(stderr, "e2e: %s not final after %ld ms: %s\n", ids[p.first_open], timeout_ms, s);
+        free(s);
+        cJSON_Delete(t);
+        fail_msg("%zu of %zu transactions final in time", p.first_open, count);
+    }
+}
+
+void e2e_expect_settled(struct e2e *e, const char *id, const char *status, const char *settled_by,
+                        int64_t entries_count)
+{
+    cJSON *t = e2e_txn(e, id);
+    assert_string_equal(e2e_str(t, "status"), status);
+    if (settled_by != NULL)
+        assert_string_equal(e2e_str(t, "settled_by"), settled_by);
+    cJSON_Delete(t);
+    assert_int_equal(
+        e2e_wallet_db_int(e, "SELECT count(*) FROM entries WHERE transaction_id=?1", id),
+        entries_count);
 }

@@ -1,8 +1,9 @@
-/* e2e.h: helpers shared by the end-to-end suites: one cluster per test (bank-service and
- * wallet-service on free ports, short timeouts), JSON requests to both services with the
- * right keys, balance and transaction look-ups, waits on conditions with deadlines, and
- * read-only queries of wallet.db. Helpers assert with cmocka, so they run on the test's
- * own thread only; e2e_bg_* is the thread-safe way to keep a request in flight. */
+/* e2e.h: helpers shared by the end-to-end suites: one cluster per test (bank-service,
+ * wallet-service and, for the asynchronous path, webhook-gateways on free ports, short
+ * timeouts), JSON requests to the services with the right keys, signed (or forged) webhooks,
+ * balance and transaction look-ups, waits on conditions with deadlines, and read-only queries of
+ * wallet.db. Helpers assert with cmocka, so they run on the test's own thread only; e2e_bg_* is the
+ * thread-safe way to keep a request in flight. */
 #ifndef PAYLAB_E2E_H
 #define PAYLAB_E2E_H
 
@@ -29,15 +30,21 @@
 
 /* The wallet's timing flags for one test; 0 takes the suite's default. */
 struct e2e_opts {
-    long bank_timeout_ms;     /* default 300 */
-    long payment_ttl_sync_ms; /* default 1500 */
+    long bank_timeout_ms;      /* default 300 */
+    long payment_ttl_sync_ms;  /* default 1500 */
+    long pending_grace_ms;     /* default 300; the async suites raise it so that webhooks,
+                                * not the reconciler, settle what they test */
+    long payment_ttl_async_ms; /* default 20000 */
+    int gateways;              /* webhook-gateways started and in --notify-url (default 0:
+                                * the sync suites see no webhook at all) */
 };
 
 struct e2e {
     struct cluster c;
     struct e2e_opts opts;
-    char api_key[E2E_SECRET_BYTES_MAX];     /* secrets/bank_api_key */
-    char admin_token[E2E_SECRET_BYTES_MAX]; /* secrets/admin_token */
+    char api_key[E2E_SECRET_BYTES_MAX];        /* secrets/bank_api_key */
+    char admin_token[E2E_SECRET_BYTES_MAX];    /* secrets/admin_token */
+    char webhook_secret[E2E_SECRET_BYTES_MAX]; /* secrets/webhook_secret ("whsec_…") */
     unsigned key_seq;
 };
 
@@ -61,6 +68,8 @@ void e2e_start(struct e2e *e, const struct e2e_opts *opts);
 /* Starts the wallet alone again (after cluster_stop), with the same flags. */
 void e2e_restart_wallet(struct e2e *e);
 void e2e_restart_bank(struct e2e *e);
+/* Starts gateway index (0 or 1) for the first time (opts.gateways did not) or again. */
+void e2e_start_gateway(struct e2e *e, int index);
 /* Asserts `paylab verify` exits 0, then marks the test as passed (its dir is removed). */
 void e2e_finish(struct e2e *e);
 
@@ -139,6 +148,50 @@ void e2e_bg_start(struct e2e_bg *bg, struct e2e *e, const char *path, const char
                   const char *idem_key);
 /* Joins the thread and moves its answer into r (free with e2e_resp_free). */
 void e2e_bg_join(struct e2e_bg *bg, struct e2e_resp *r);
+
+/* ------------------------------------------------------------------ the async path */
+
+/* A webhook body as the bank sends it (DESIGN §6) for the bank payment `payment` (its
+ * payment_id, reference, currency, wallet_epoch), with type payment.<status> and
+ * amount_minor; malloc'ed, caller free()s. */
+char *e2e_webhook_body(const char *event_id, const char *status, const cJSON *payment,
+                       int64_t amount_minor);
+/* POSTs sent_body to gateway index's /v1/webhooks/bank with webhook-id event_id (NULL: no
+ * header), webhook-timestamp timestamp_s and a webhook-signature computed with secret over
+ * signed_body (secret NULL: no signature header). Signing one body and sending another
+ * is a tampered message. */
+void e2e_webhook_post(struct e2e *e, int index, const char *event_id, int64_t timestamp_s,
+                      const char *signed_body, const char *sent_body, const char *secret,
+                      struct e2e_resp *r);
+/* The same, signed with the cluster's real webhook_secret over sent_body ("forged but
+ * signed"), timestamp now. */
+void e2e_webhook_post_signed(struct e2e *e, int index, const char *event_id, const char *body,
+                             struct e2e_resp *r);
+/* Asserts r is 200 {"result":result}. */
+void e2e_expect_result(const struct e2e_resp *r, const char *result);
+/* GET /admin/webhooks?status=…&limit=500 → the "webhooks" array of the answer, owned by
+ * the returned root object (caller cJSON_Delete()s the root, *list borrowed from it). */
+cJSON *e2e_bank_webhooks(struct e2e *e, const char *status, const cJSON **list);
+/* The bank's webhook deliveries of one reference (a redelivery adds one per event): how
+ * many are in each status, and their attempts summed. */
+struct e2e_webhook_stats {
+    int64_t pending, delivered, dead, attempts;
+    int64_t attempts_max; /* of one delivery: 2 or more means one attempt failed */
+};
+void e2e_bank_webhook_stats(struct e2e *e, const char *reference, struct e2e_webhook_stats *st);
+/* Polls until the bank has no webhook left in status pending. */
+void e2e_wait_webhooks_idle(struct e2e *e, long timeout_ms);
+/* POSTs an async top-up (or withdrawal) that must answer 202 pending; its id → id_out.
+ * Returns the client's latency in ms. */
+int64_t e2e_topup_async(struct e2e *e, const char *user, int64_t amount_minor, char id_out[64]);
+int64_t e2e_withdraw_async(struct e2e *e, const char *user, int64_t amount_minor, char id_out[64]);
+/* Polls until every one of ids[0..count-1] is final (asserted within the timeout). */
+void e2e_wait_all_final(struct e2e *e, char ids[][64], size_t count, long timeout_ms);
+/* The wallet's transaction is `status` (settled by settled_by unless NULL) and has exactly
+ * entries_count ledger entries: 2 for a top-up credited once, 0 for a failed one, 4 for a
+ * withdrawal paid out once (hold, then payout) — never a second posting. */
+void e2e_expect_settled(struct e2e *e, const char *id, const char *status, const char *settled_by,
+                        int64_t entries_count);
 
 /* Snapshot of what a refused request must not change. */
 struct e2e_snapshot {
