@@ -178,25 +178,24 @@ static void webhooks_split_urls(struct webhooks_slot *s)
     }
 }
 
-/* The backoff before the attempt after `attempts` (1..7): the receiver's Retry-After when it
- * sent one (capped at the schedule's longest step × time scale), else the schedule × time
- * scale with a deterministic ±WEBHOOKS_JITTER. */
+/* The backoff before the attempt after `attempts` (1..7): the schedule × time scale with a
+ * deterministic ±WEBHOOKS_JITTER, stretched to the receiver's Retry-After when it asked for
+ * longer (capped at the schedule's longest step × time scale). Retry-After only ever delays:
+ * taken as the whole backoff, a gateway's "Retry-After: 1" would burn the whole schedule in
+ * seconds while the wallet is down. Retry-After is in real seconds, not compressed. */
 static int64_t webhooks_backoff_ms(const struct webhooks *w, const struct outbox_delivery *d,
                                    int64_t retry_after_s)
 {
     assert(d->attempts >= 1 && d->attempts < OUTBOX_ATTEMPTS_MAX);
     const struct bank_ctx *ctx = w->ctx;
-    if (retry_after_s > 0) {
-        double cap_ms = (double)webhooks_schedule_ms[OUTBOX_ATTEMPTS_MAX - 1] * ctx->time_scale;
-        /* Retry-After is the receiver's wish in real seconds: not compressed by the scale. */
-        double ra_ms = (double)retry_after_s * 1000.0;
-        double ms = ra_ms < cap_ms ? ra_ms : cap_ms;
-        return ms < 1.0 ? 1 : (int64_t)ms;
-    }
     double base_ms = (double)webhooks_schedule_ms[d->attempts] * ctx->time_scale;
     double draw = faults_draw(ctx->faults.seed, d->event_id, (uint32_t)d->attempts,
                               FAULTS_WEBHOOK_RETRY_JITTER);
     double ms = base_ms * (1.0 + WEBHOOKS_JITTER * (2.0 * draw - 1.0));
+    double cap_ms = (double)webhooks_schedule_ms[OUTBOX_ATTEMPTS_MAX - 1] * ctx->time_scale;
+    double asked_ms = (double)retry_after_s * 1000.0;
+    if (asked_ms > ms)
+        ms = asked_ms < cap_ms ? asked_ms : (ms > cap_ms ? ms : cap_ms);
     return ms < 1.0 ? 1 : (int64_t)ms;
 }
 
