@@ -25,7 +25,7 @@
 struct cli {
     char wallet_url[CLI_URL_BYTES_MAX];  /* --wallet, PAYLAB_WALLET_URL */
     char bank_url[CLI_URL_BYTES_MAX];    /* --bank, PAYLAB_BANK_URL */
-    char gateway_url[CLI_URL_BYTES_MAX]; /* --gateway, PAYLAB_GATEWAY_URL (accepted, unused) */
+    char gateway_url[CLI_URL_BYTES_MAX]; /* --gateway, PAYLAB_GATEWAY_URL: ws://…[,ws://…] */
     char data_dir[CLI_PATH_BYTES_MAX];   /* --data-dir, PAYLAB_DATA_DIR */
     bool json;                           /* --json: machine-readable output on stdout */
     bool verbose;                        /* -v: every HTTP exchange on stderr */
@@ -72,6 +72,10 @@ bool cli_global_option(struct cli *cli, int code, const char *value);
 /* Prints the global options block of --help on stdout. */
 void cli_print_global_help(void);
 
+/* The admin token, from $PAYLAB_ADMIN_TOKEN or <data-dir>/secrets/admin_token (never created
+ * here: a fresh one would only earn a 401). 0, or CLI_EXIT_USAGE after printing what to do. */
+int cli_admin_token(const struct cli *cli, char *out, size_t cap);
+
 /* Commands: each gets argv with argv[0] = its command word, returns an exit code. */
 int cmd_user(struct cli *cli, int argc, char **argv);
 int cmd_topup(struct cli *cli, int argc, char **argv);
@@ -83,5 +87,6 @@ int cmd_history(struct cli *cli, int argc, char **argv);
 int cmd_ledger(struct cli *cli, int argc, char **argv);
 int cmd_verify(struct cli *cli, int argc, char **argv);
 int cmd_faults(struct cli *cli, int argc, char **argv);
+int cmd_watch(struct cli *cli, int argc, char **argv);
 
 #endif

@@ -1,5 +1,6 @@
 /* cmd_faults.c owns `paylab faults show | set KEY=VALUE… | clear`: the bank's fault injection
- * through GET/PUT {bank}/admin/faults with the admin token.
+ * through GET/PUT {bank}/admin/faults with the admin token, and the lookup of that token
+ * (cli_admin_token, also used by `paylab watch '*'`).
  * Must not: print the admin token, or create a secrets directory (a missing token file means
  * the wrong --data-dir, and a fresh token would only earn a 401).
  * Invariant: `set` sends typed JSON — integers for *_ms and seed, numbers in [0, 1] for
@@ -87,8 +88,7 @@ static int add_pair(cJSON *obj, const char *pair)
     return cli_usage_error(&set_spec, "%s takes true or false", key);
 }
 
-/* The admin token, from $PAYLAB_ADMIN_TOKEN or <data-dir>/secrets/admin_token. */
-static int load_token(const struct cli *cli, char *out, size_t cap)
+int cli_admin_token(const struct cli *cli, char *out, size_t cap)
 {
     const char *env = getenv("PAYLAB_ADMIN_TOKEN");
     char path[CLI_PATH_BYTES_MAX + 32];
@@ -130,7 +130,7 @@ static void print_faults(const cJSON *faults)
 static int exchange(struct cli *cli, const char *method, const char *body)
 {
     char token[SECRET_BYTES_MAX];
-    int rc = load_token(cli, token, sizeof token);
+    int rc = cli_admin_token(cli, token, sizeof token);
     if (rc != 0) {
         return rc;
     }

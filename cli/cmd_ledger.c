@@ -97,7 +97,8 @@ static int print_balances(struct db *db, const char *user, cJSON *report)
         }
     }
     if (rows > LEDGER_BALANCES_MAX && report == NULL) {
-        printf("  … and %zu more accounts (use --user USER)\n", rows - LEDGER_BALANCES_MAX);
+        printf("  … and %zu more %s (use --user USER)\n", rows - LEDGER_BALANCES_MAX,
+               out_plural((int64_t)(rows - LEDGER_BALANCES_MAX), "account", "accounts"));
     }
     return rc == SQLITE_DONE ? 0 : PL_EDB;
 }

@@ -1,6 +1,7 @@
 /* cmd_money.c owns the commands that move money: `paylab topup`, `paylab withdraw` and
- * `paylab send`, with --key (Idempotency-Key), --mode (coupling) and --wait poll:MS (poll
- * GET /v1/transactions/ID until final). It turns the wallet's answer into one tidy line and
+ * `paylab send`, with --key (Idempotency-Key), --mode (coupling) and --wait: poll:MS (poll
+ * GET /v1/transactions/ID until final) or ws (subscribe on the gateway first, then wait for
+ * the pushed final event; wait_ws.c). It turns the wallet's answer into one tidy line and
  * the exit code scripts rely on: 0 succeeded, 1 refused or failed, 3 no answer, 4 not final.
  * Must not: retry a money-moving POST by itself (a retry is the user's choice, with --key),
  * or infer an outcome the wallet did not state.
@@ -17,6 +18,7 @@
 #include "json.h"
 #include "out.h"
 #include "pl.h"
+#include "wait_ws.h"
 
 #define MONEY_PATH_BYTES_MAX 128
 #define WAIT_INTERVAL_MS_MIN 10
@@ -24,6 +26,8 @@
 /* Longer than the async reconciliation horizon with default flags (60 s TTL + 3 s grace +
  * 2 × 1 s), so a --wait ends with the final state unless faults are still on. */
 #define WAIT_TIMEOUT_MS_DEFAULT 120000
+/* A push needs no horizon of polls: the final event comes when the wallet settles. */
+#define WAIT_WS_TIMEOUT_MS_DEFAULT 30000
 #define WAIT_TIMEOUT_MS_MAX 3600000
 
 enum { OPT_MODE, OPT_KEY, OPT_WAIT, OPT_WAIT_TIMEOUT, OPT_NOTE = OPT_MODE };
@@ -31,12 +35,13 @@ enum { OPT_MODE, OPT_KEY, OPT_WAIT, OPT_WAIT_TIMEOUT, OPT_NOTE = OPT_MODE };
 static const struct cli_opt bank_opts[] = {
     {"mode", "MODE", "sync (default), sync-blocking or async: how the wallet talks to the bank"},
     {"key", "K|auto", "Idempotency-Key to send (auto: a fresh one, printed with -v)"},
-    {"wait", "poll:MS", "poll the transaction every MS ms until final (ws: needs the gateway)"},
-    {"wait-timeout-ms", "MS", "give up waiting after MS ms (default 120000)"},
+    {"wait", "ws|poll:MS",
+     "until final: ws = the gateway pushes it; poll:MS = ask the wallet every MS ms"},
+    {"wait-timeout-ms", "MS", "give up waiting after MS ms (exit 4; ws 30000, poll 120000)"},
 };
 
 static const struct cli_spec topup_spec = {
-    .usage = "topup USER AMOUNT [--mode MODE] [--key K|auto] [--wait poll:MS]",
+    .usage = "topup USER AMOUNT [--mode MODE] [--key K|auto] [--wait ws|poll:MS]",
     .summary = "Adds AMOUNT rupees (500, 500.5, 500.50) from USER's bank account to the wallet.",
     .pos_min = 2,
     .pos_max = 2,
@@ -45,7 +50,7 @@ static const struct cli_spec topup_spec = {
 };
 
 static const struct cli_spec withdraw_spec = {
-    .usage = "withdraw USER AMOUNT [--mode MODE] [--key K|auto] [--wait poll:MS]",
+    .usage = "withdraw USER AMOUNT [--mode MODE] [--key K|auto] [--wait ws|poll:MS]",
     .summary = "Moves AMOUNT rupees from USER's wallet back to USER's bank account.",
     .pos_min = 2,
     .pos_max = 2,
@@ -76,7 +81,8 @@ struct money_op {
     int64_t amount_minor;
     char key[IDEM_KEY_CHARS_MAX + 1]; /* "" when none */
     bool key_generated;
-    long wait_interval_ms; /* 0: no waiting */
+    long wait_interval_ms; /* 0: no polling */
+    bool wait_ws;          /* --wait ws */
     long wait_timeout_ms;
 };
 
@@ -119,19 +125,15 @@ static int parse_long(const char *s, long min, long max, long *out)
 
 static int parse_wait(const struct cli_spec *spec, const struct cli_args *a, struct money_op *op)
 {
-    op->wait_timeout_ms = WAIT_TIMEOUT_MS_DEFAULT;
+    const char *w = a->opt[OPT_WAIT];
+    op->wait_ws = w != NULL && strcmp(w, "ws") == 0;
+    op->wait_timeout_ms = op->wait_ws ? WAIT_WS_TIMEOUT_MS_DEFAULT : WAIT_TIMEOUT_MS_DEFAULT;
     if (a->opt[OPT_WAIT_TIMEOUT] != NULL &&
         parse_long(a->opt[OPT_WAIT_TIMEOUT], 1, WAIT_TIMEOUT_MS_MAX, &op->wait_timeout_ms) != 0) {
         return cli_usage_error(spec, "--wait-timeout-ms takes 1..%d", WAIT_TIMEOUT_MS_MAX);
     }
-    const char *w = a->opt[OPT_WAIT];
-    if (w == NULL) {
+    if (w == NULL || op->wait_ws) {
         return 0;
-    }
-    if (strcmp(w, "ws") == 0) {
-        fprintf(stderr, "paylab: --wait ws needs the gateway (not in this build); "
-                        "use --wait poll:200\n");
-        return CLI_EXIT_USAGE;
     }
     if (strncmp(w, "poll:", 5) != 0 ||
         parse_long(w + 5, WAIT_INTERVAL_MS_MIN, WAIT_INTERVAL_MS_MAX, &op->wait_interval_ms) != 0) {
@@ -219,6 +221,10 @@ static void print_final_line(const struct money_op *op, const struct client_resp
     const cJSON *t = r->json;
     describe_move(t, op, move, sizeof move);
     describe_status(r, code, sizeof code);
+    if (strcmp(status, "succeeded") == 0 && r->elapsed_ms < 0) { /* the suffix says when */
+        printf("✓ %s %s succeeded: %s%s\n", op->label, id, move, suffix);
+        return;
+    }
     if (strcmp(status, "succeeded") == 0) {
         printf("✓ %s %s succeeded: %s in %lld ms%s\n", op->label, id, move,
                (long long)r->elapsed_ms, suffix);
@@ -234,18 +240,29 @@ static void print_final_line(const struct money_op *op, const struct client_resp
     printf("✗ %s %s failed: %s%s; %s%s\n", op->label, id, reason, code, after, suffix);
 }
 
+/* suffix, when not "", replaces the "check with" hint (a --wait says what happens next). */
 static void print_open_line(const struct money_op *op, const struct client_resp *r, const char *id,
-                            const char *status)
+                            const char *status, const char *suffix)
 {
     char code[96];
     describe_status(r, code, sizeof code);
+    const char *message = client_error_message(r);
+    if (strcmp(status, "pending") == 0 && suffix[0] != '\0') {
+        printf("… %s %s pending: accepted in %lld ms%s%s\n", op->label, id,
+               (long long)r->elapsed_ms, code, suffix);
+        return;
+    }
+    if (suffix[0] != '\0') {
+        printf("✗ %s %s %s: %s%s%s\n", op->label, id, status,
+               message[0] != '\0' ? message : "the bank's answer is not known yet", code, suffix);
+        return;
+    }
     if (strcmp(status, "pending") == 0) {
         printf("… %s %s pending: accepted in %lld ms%s; the bank's answer comes by webhook — "
                "check with: paylab tx %s (or add --wait poll:200)\n",
                op->label, id, (long long)r->elapsed_ms, code, id);
         return;
     }
-    const char *message = client_error_message(r);
     bool told = strstr(message, "reconciler") != NULL; /* the wallet's message already says it */
     printf("✗ %s %s unknown: %s%s%s — check with: paylab tx %s\n", op->label, id,
            message[0] != '\0' ? message : "the bank's answer is not known yet", code,
@@ -283,7 +300,7 @@ static int report(const struct cli *cli, const struct money_op *op, const struct
     } else if (id[0] != '\0' && is_final(status)) {
         print_final_line(op, r, id, status, suffix);
     } else if (id[0] != '\0' && status[0] != '\0') {
-        print_open_line(op, r, id, status);
+        print_open_line(op, r, id, status, suffix);
     } else {
         print_refusal(op, r);
     }
@@ -373,6 +390,92 @@ static int wait_and_report(const struct cli *cli, const struct money_op *op,
     return rc;
 }
 
+/* ---------------------------------------------------------------- --wait ws */
+
+/* What the push told: the event's transaction (status, amount…) with the fields fixed at
+ * creation from the first answer, and the user's balance. Not the full record (no
+ * settled_by, no failure reason: `paylab tx ID` has them), so nothing stale is shown. */
+static cJSON *final_json(const cJSON *first, const struct wait_ws_final *f, bool for_people)
+{
+    static const char *const kept[] = {"id",   "kind",         "mode", "amount_minor",
+                                       "user", "counterparty", "note", "currency"};
+    cJSON *t = cJSON_CreateObject();
+    for (size_t i = 0; t != NULL && i < PL_ARRAY_LEN(kept); i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(first, kept[i]);
+        if (v != NULL) {
+            cJSON_AddItemToObject(t, kept[i], cJSON_Duplicate(v, true));
+        }
+    }
+    if (t == NULL) {
+        return NULL;
+    }
+    cJSON_AddStringToObject(t, "status", f->status);
+    if (f->has_balance) {
+        cJSON_AddNumberToObject(t, "balance_minor", (double)f->balance_minor);
+    }
+    if (for_people && strcmp(f->status, "failed") == 0) {
+        char reason[128];
+        snprintf(reason, sizeof reason, "declined or expired at the bank (paylab tx %s says why)",
+                 out_str(first, "id", "ID"));
+        cJSON_AddStringToObject(t, "failure_reason", reason);
+    }
+    return t;
+}
+
+static void add_ws_wait(cJSON *t, const struct wait_ws *ws, const struct wait_ws_final *f,
+                        int64_t elapsed_ms, long first_http_status)
+{
+    cJSON *wait = cJSON_AddObjectToObject(t, "wait");
+    cJSON_AddStringToObject(wait, "via", "ws");
+    cJSON_AddStringToObject(wait, "gateway", wait_ws_url(ws));
+    cJSON_AddNumberToObject(wait, "head_seq", (double)wait_ws_head_seq(ws));
+    cJSON_AddBoolToObject(wait, "final", f->final);
+    cJSON_AddNumberToObject(wait, "elapsed_ms", (double)elapsed_ms);
+    if (f->final) {
+        cJSON_AddNumberToObject(wait, "event_seq", (double)f->seq);
+        cJSON_AddNumberToObject(wait, "push_us", (double)f->push_us);
+    }
+    cJSON_AddNumberToObject(wait, "first_http_status", (double)first_http_status);
+}
+
+static int ws_wait_and_report(const struct cli *cli, const struct money_op *op,
+                              const struct client_resp *first, struct wait_ws *ws, int64_t start_ms)
+{
+    const char *id = out_str(first->json, "id", "");
+    struct wait_ws_final f;
+    wait_ws_until_final(ws, id, start_ms + op->wait_timeout_ms, &f);
+    int64_t elapsed_ms = (f.final ? f.received_mono_ms : pl_mono_ms()) - start_ms;
+    struct client_resp last = {.outcome = CLIENT_ANSWERED, .status = 200, .elapsed_ms = -1};
+    last.json = f.final ? final_json(first->json, &f, !cli->json)
+                        : cJSON_Duplicate(first->json, true); /* the last state known */
+    if (last.json == NULL) {
+        fprintf(stderr, "paylab: out of memory\n");
+        return CLI_EXIT_NOT_FINAL;
+    }
+    if (cli->json) {
+        add_ws_wait(last.json, ws, &f, elapsed_ms, first->status);
+    }
+    int rc = CLI_EXIT_NOT_FINAL;
+    if (f.final) {
+        char suffix[192], push[OUT_MS_BYTES_MAX];
+        snprintf(suffix, sizeof suffix,
+                 " — final via WebSocket %lld ms after the request; pushed %s after the "
+                 "wallet's commit",
+                 (long long)elapsed_ms, out_ms_us(f.push_us, push));
+        rc = report(cli, op, &last, suffix);
+    } else if (cli->json) {
+        out_json(last.json);
+    } else {
+        const char *why = wait_ws_error(ws);
+        printf("… %s %s still %s after %lld ms: no final event from %s%s%s — check later "
+               "with: paylab tx %s\n",
+               op->label, id, out_str(first->json, "status", "open"), (long long)elapsed_ms,
+               wait_ws_url(ws), why[0] != '\0' ? " — " : "", why, id);
+    }
+    cJSON_Delete(last.json);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- the request */
 
 static char *build_body(const struct money_op *op, const char *mode, const char *note)
@@ -415,7 +518,10 @@ static void transport_hint(const struct money_op *op)
     }
 }
 
-static int run(struct cli *cli, const struct money_op *op, const char *mode, const char *note)
+/* Sends the request. CLI_CONTINUE with *r (an answer, any status; caller client_free()s),
+ * or an exit code after printing why no answer came. */
+static int post(struct cli *cli, const struct money_op *op, const char *mode, const char *note,
+                struct client_resp *r)
 {
     char *body = build_body(op, mode, note);
     if (body == NULL) {
@@ -427,32 +533,62 @@ static int run(struct cli *cli, const struct money_op *op, const char *mode, con
                              .body = body,
                              .idem_key = op->key[0] != '\0' ? op->key : NULL,
                              .service = "wallet"};
-    struct client_resp r;
-    int rc = client_call(cli, &req, &r);
+    int rc = client_call(cli, &req, r);
     free(body);
     if (rc != 0) {
         fprintf(stderr, "paylab: out of memory or URL too long\n");
         return CLI_EXIT_USAGE;
     }
-    if (r.outcome != CLIENT_ANSWERED) {
-        rc = client_report_transport(cli, &req, &r);
-        if (r.outcome != CLIENT_REFUSED) {
+    if (r->outcome != CLIENT_ANSWERED) {
+        rc = client_report_transport(cli, &req, r);
+        if (r->outcome != CLIENT_REFUSED) {
             transport_hint(op);
         }
-        client_free(&r);
+        client_free(r);
         return rc;
     }
-    const char *status = out_str(r.json, "status", "");
+    return CLI_CONTINUE;
+}
+
+/* Reports the answer, after waiting for the final state when asked to and still open. */
+static int after_answer(const struct cli *cli, const struct money_op *op,
+                        const struct client_resp *r, struct wait_ws *ws, int64_t start_ms)
+{
+    const char *status = out_str(r->json, "status", "");
     bool open = strcmp(status, "pending") == 0 || strcmp(status, "unknown") == 0;
-    if (open && op->wait_interval_ms > 0 && out_str(r.json, "id", NULL) != NULL) {
+    bool has_id = out_str(r->json, "id", NULL) != NULL;
+    if (open && has_id && (op->wait_interval_ms > 0 || ws != NULL)) {
+        char waiting[96];
+        snprintf(waiting, sizeof waiting, " — waiting for the final state %s%ld ms",
+                 ws != NULL ? "pushed over the WebSocket, up to " : "by polling every ",
+                 ws != NULL ? op->wait_timeout_ms : op->wait_interval_ms);
         if (!cli->json) {
-            report(cli, op, &r, "");
+            report(cli, op, r, waiting);
         }
-        rc = wait_and_report(cli, op, &r);
-    } else {
-        rc = report(cli, op, &r, "");
+        return ws != NULL ? ws_wait_and_report(cli, op, r, ws, start_ms)
+                          : wait_and_report(cli, op, r);
     }
-    client_free(&r);
+    return report(cli, op, r,
+                  ws != NULL && has_id ? " (final in the answer: no push to wait for)" : "");
+}
+
+static int run(struct cli *cli, const struct money_op *op, const char *mode, const char *note)
+{
+    struct wait_ws *ws = NULL;
+    if (op->wait_ws) { /* subscribed before the request, so its final event cannot be missed */
+        int rc = wait_ws_open(cli, op->user, &ws);
+        if (rc != CLI_CONTINUE) {
+            return rc;
+        }
+    }
+    int64_t start_ms = pl_mono_ms();
+    struct client_resp r;
+    int rc = post(cli, op, mode, note, &r);
+    if (rc == CLI_CONTINUE) {
+        rc = after_answer(cli, op, &r, ws, start_ms);
+        client_free(&r);
+    }
+    wait_ws_close(ws);
     return rc;
 }
 

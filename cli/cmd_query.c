@@ -107,9 +107,25 @@ static void print_tx_header(const cJSON *t)
     }
 }
 
+/* The widest value of key over the steps ("bank_accepted", "outbox_expired"), so the column
+ * never overflows whatever names the wallet adds. */
+static size_t column_width(const cJSON *steps, const char *key, size_t min)
+{
+    size_t width = min;
+    const cJSON *step;
+    cJSON_ArrayForEach(step, steps)
+    {
+        size_t w = out_width(out_str(step, key, "?"));
+        width = w > width ? w : width;
+    }
+    return width;
+}
+
 static void print_timeline(const cJSON *t)
 {
     const cJSON *steps = cJSON_GetObjectItemCaseSensitive(t, "timeline");
+    size_t event_width = column_width(steps, "event", 7);
+    size_t status_width = column_width(steps, "status", 9);
     int64_t first_ms = 0;
     const cJSON *step;
     printf("timeline\n");
@@ -125,8 +141,8 @@ static void print_timeline(const cJSON *t)
         printf("  ");
         out_cell(stdout, out_time(at, false, when), 12, false, 2);
         out_cell(stdout, offset, 10, true, 2);
-        out_cell(stdout, out_str(step, "event", "?"), 12, false, 1);
-        out_cell(stdout, out_str(step, "status", "?"), 10, false, 1);
+        out_cell(stdout, out_str(step, "event", "?"), event_width, false, 2);
+        out_cell(stdout, out_str(step, "status", "?"), status_width, false, 2);
         printf("%s\n", out_str(step, "reason", ""));
     }
 }

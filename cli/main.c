@@ -19,15 +19,16 @@ struct command {
 
 static const struct command commands[] = {
     {"user", cmd_user, "user add USER [--bank-account ID] [--phone P] | user token USER"},
-    {"topup", cmd_topup, "topup USER AMOUNT [--mode sync|sync-blocking|async] [--key K|auto]"},
+    {"topup", cmd_topup, "topup USER AMOUNT [--mode M] [--key K|auto] [--wait ws|poll:MS]"},
     {"send", cmd_send, "send FROM TO AMOUNT [--note TEXT] [--key K|auto]"},
-    {"withdraw", cmd_withdraw, "withdraw USER AMOUNT [--mode …] [--key K|auto]"},
+    {"withdraw", cmd_withdraw, "withdraw USER AMOUNT [--mode M] [--key K|auto] [--wait …]"},
     {"balance", cmd_balance, "balance USER"},
     {"tx", cmd_tx, "tx wtx_…            a transaction and its timeline"},
     {"history", cmd_history, "history USER [--limit N]"},
     {"ledger", cmd_ledger, "ledger [--user U] [--db PATH]   read-only view of wallet.db"},
     {"verify", cmd_verify, "verify [--wallet-db PATH] [--bank-db PATH]   the invariants of §9"},
     {"faults", cmd_faults, "faults show | set KEY=VALUE… | clear   the bank's fault injection"},
+    {"watch", cmd_watch, "watch USER|'*' [--count N]   live events over the gateway's WebSocket"},
 };
 
 static void print_usage(void)
@@ -71,7 +72,7 @@ static int dispatch(struct cli *cli, int argc, char **argv)
             return commands[i].run(cli, argc, argv);
         }
     }
-    if (strcmp(name, "watch") == 0 || strcmp(name, "lab") == 0 || strcmp(name, "bench") == 0) {
+    if (strcmp(name, "lab") == 0 || strcmp(name, "bench") == 0) {
         fprintf(stderr, "paylab: '%s' is not in this build yet\n", name);
         return CLI_EXIT_USAGE;
     }

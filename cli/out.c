@@ -42,6 +42,16 @@ const char *out_time(int64_t at_ms, bool with_date, char buf[OUT_TIME_BYTES_MAX]
     return buf;
 }
 
+const char *out_ms_us(int64_t us, char buf[OUT_MS_BYTES_MAX])
+{
+    if (us > -10000 && us < 10000) {
+        snprintf(buf, OUT_MS_BYTES_MAX, "%.1f ms", (double)us / 1000.0);
+    } else {
+        snprintf(buf, OUT_MS_BYTES_MAX, "%lld ms", (long long)(us / 1000));
+    }
+    return buf;
+}
+
 size_t out_width(const char *s)
 {
     size_t n = 0;
@@ -104,4 +114,9 @@ const char *out_kind_label(const char *kind)
         return "transfer";
     }
     return kind;
+}
+
+const char *out_plural(int64_t n, const char *one, const char *many)
+{
+    return n == 1 || n == -1 ? one : many;
 }

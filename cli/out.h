@@ -20,6 +20,10 @@ const char *out_money_signed(int64_t minor, char buf[MONEY_FORMAT_BYTES_MAX]);
 /* Local time of a unix-ms timestamp: "21:30:00.123", or with_date "2026-11-25 21:30:00.123". */
 const char *out_time(int64_t at_ms, bool with_date, char buf[OUT_TIME_BYTES_MAX]);
 
+#define OUT_MS_BYTES_MAX 32
+/* A duration given in µs, in ms for people: "0.4 ms" (one decimal below 10 ms), "12 ms". */
+const char *out_ms_us(int64_t us, char buf[OUT_MS_BYTES_MAX]);
+
 /* Number of terminal columns s takes (UTF-8 code points; our symbols are all one column). */
 size_t out_width(const char *s);
 /* Prints s padded with spaces to width columns (right-aligned when right), then gap spaces. */
@@ -32,6 +36,9 @@ bool out_int(const cJSON *o, const char *key, int64_t *out);
 
 /* Prints obj as one line of JSON on stdout. */
 void out_json(const cJSON *obj);
+
+/* one when n is 1 (or -1), else many: "1 reference", "2 references", "0 references". */
+const char *out_plural(int64_t n, const char *one, const char *many);
 
 /* "top-up", "withdrawal", "transfer" for a transaction kind. */
 const char *out_kind_label(const char *kind);

@@ -130,8 +130,8 @@ static int check_references(struct verify *v)
         read_pair(s, &p);
         check_pair(v, &p, &compared);
     }
-    snprintf(v->inv[4].detail, sizeof v->inv[4].detail, "%zu references final on both sides",
-             compared);
+    snprintf(v->inv[4].detail, sizeof v->inv[4].detail, "%zu %s final on both sides", compared,
+             out_plural((int64_t)compared, "reference", "references"));
     return step_done(rc);
 }
 

@@ -52,8 +52,9 @@ static int check_sum_zero(struct verify *v)
         return PL_EDB;
     }
     int64_t total = sqlite3_column_int64(s, 0);
-    snprintf(v->inv[1].detail, sizeof v->inv[1].detail, "%lld accounts",
-             (long long)sqlite3_column_int64(s, 1));
+    snprintf(v->inv[1].detail, sizeof v->inv[1].detail, "%lld %s",
+             (long long)sqlite3_column_int64(s, 1),
+             out_plural(sqlite3_column_int64(s, 1), "account", "accounts"));
     if (total != 0) {
         char money[MONEY_FORMAT_BYTES_MAX];
         verify_breach(v, 1, "all accounts", "the balances sum to %s, expected ₹0.00",
@@ -95,8 +96,10 @@ static int check_transactions_balance(struct verify *v)
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         char id[TEXT_BYTES_MAX], sum[MONEY_FORMAT_BYTES_MAX];
         db_column_copy(s, 0, id, sizeof id);
-        verify_breach(v, 2, id, "the %lld entries of %s sum to %s, expected ₹0.00",
-                      (long long)sqlite3_column_int64(s, 2), id,
+        verify_breach(v, 2, id, "the %lld %s of %s sum%s to %s, expected ₹0.00",
+                      (long long)sqlite3_column_int64(s, 2),
+                      out_plural(sqlite3_column_int64(s, 2), "entry", "entries"), id,
+                      sqlite3_column_int64(s, 2) == 1 ? "s" : "",
                       out_money(sqlite3_column_int64(s, 1), sum));
     }
     return step_done(rc);
@@ -178,15 +181,20 @@ static void postings_breach(struct verify *v, const struct postings *p)
     char h[MONEY_FORMAT_BYTES_MAX], what[96] = "its postings do not match";
     out_money(p->amount, amount);
     if (strcmp(p->kind, "topup") == 0 && p->wallet > p->amount) {
-        snprintf(what, sizeof what, "credited %lld times", (long long)(p->wallet / p->amount));
+        int64_t n = p->wallet / p->amount;
+        snprintf(what, sizeof what, "credited %lld %s", (long long)n,
+                 out_plural(n, "time", "times"));
     } else if (strcmp(p->kind, "withdrawal") == 0 && p->external > p->amount) {
-        snprintf(what, sizeof what, "paid out %lld times", (long long)(p->external / p->amount));
+        int64_t n = p->external / p->amount;
+        snprintf(what, sizeof what, "paid out %lld %s", (long long)n,
+                 out_plural(n, "time", "times"));
     }
     verify_breach(v, 5, p->id,
-                  "%s %s (%s, a = %s): %s — %lld entries: wallet:%s %s, external:bank %s, "
+                  "%s %s (%s, a = %s): %s — %lld %s: wallet:%s %s, external:bank %s, "
                   "payouts:in_flight %s; %s",
                   out_kind_label(p->kind), p->id, p->status, amount, what, (long long)p->entries,
-                  p->user, out_money_signed(p->wallet, w), out_money_signed(p->external, x),
+                  out_plural(p->entries, "entry", "entries"), p->user,
+                  out_money_signed(p->wallet, w), out_money_signed(p->external, x),
                   out_money_signed(p->payouts, h), expected_postings(p));
 }
 
@@ -224,7 +232,8 @@ static int check_postings(struct verify *v)
             postings_breach(v, &p);
         }
     }
-    snprintf(v->inv[5].detail, sizeof v->inv[5].detail, "%zu transactions", count);
+    snprintf(v->inv[5].detail, sizeof v->inv[5].detail, "%zu %s", count,
+             out_plural((int64_t)count, "transaction", "transactions"));
     return step_done(rc);
 }
 
