@@ -348,14 +348,15 @@ int ledger_txn_transition(struct db *db, const char *txn_id, unsigned from_mask,
 {
     assert(db->in_txn);
     assert(from_mask != 0);
+    /* Final is final: no caller may name succeeded (4) or failed (8) as a state to leave. */
+    assert((from_mask & ~3u) == 0);
     assert(txn_status_final(to) == (by != SETTLED_NONE));
-    sqlite3_stmt *st = db_stmt(
-        db,
-        "UPDATE transactions SET status = ?1, settled_by = ?2, "
-        "failure_reason = COALESCE(?3, failure_reason), "
-        "bank_payment_id = COALESCE(?4, bank_payment_id), updated_at_ms = ?5 "
-        "WHERE id = ?6 AND ((status = 'pending' AND (?7 & 1)) OR (status = 'unknown' AND (?7 & 2)) "
-        "OR (status = 'succeeded' AND (?7 & 4)) OR (status = 'failed' AND (?7 & 8)))");
+    sqlite3_stmt *st =
+        db_stmt(db, "UPDATE transactions SET status = ?1, settled_by = ?2, "
+                    "failure_reason = COALESCE(?3, failure_reason), "
+                    "bank_payment_id = COALESCE(?4, bank_payment_id), updated_at_ms = ?5 "
+                    "WHERE id = ?6 AND ((status = 'pending' AND (?7 & 1)) OR (status = 'unknown' "
+                    "AND (?7 & 2)))");
     if (st == NULL)
         return PL_EDB;
     db_bind_text(st, 1, txn_status_name(to));

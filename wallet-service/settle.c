@@ -166,7 +166,9 @@ int settle_apply(struct wallet_ctx *ctx, const char *txn_id, const struct settle
     return ledger_txn_get(&ctx->db, txn_id, out);
 fail:
     db_rollback(&ctx->db);
-    if (rc != PL_EBUSY)
+    if (rc == PL_ENOTFOUND)
+        log_warn("nothing to settle: no such transaction", "txn=%s", txn_id);
+    else if (rc != PL_EBUSY)
         log_error("settling failed", "txn=%s rc=%d", txn_id, rc);
     return rc;
 }
