@@ -1,8 +1,9 @@
 /* gateway.h: the webhook-gateway's one context struct and the contracts between its files:
  * main.c (the process: flags, loop, signals, startup, shutdown), api.c (HTTP routing,
- * /healthz, /metrics) and webhooks.c (POST /v1/webhooks/bank: verify, relay, hold, answer).
- * The WebSocket hub (ws_hub.c) and the ZMQ SUB of DESIGN §7 will join these; nothing here is
- * exported beyond the webhook-gateway binary. */
+ * /healthz, /metrics, the dashboard's files and /config.json), webhooks.c (POST
+ * /v1/webhooks/bank: verify, relay, hold, answer) and ws_hub.c (the WebSocket listener, the
+ * ZMQ SUB for events and the per-user streams of DESIGN §7). Nothing here is exported beyond
+ * the webhook-gateway binary. */
 #ifndef PAYLAB_GATEWAY_H
 #define PAYLAB_GATEWAY_H
 
@@ -16,6 +17,7 @@
 
 struct event;
 struct event_base;
+struct hub;
 struct evhttp;
 struct evhttp_request;
 struct metrics;
@@ -39,22 +41,35 @@ struct webhooks;
 /* After a signal, how long the loop keeps running so the 503s already queued reach the bank. */
 #define GATEWAY_SHUTDOWN_FLUSH_MS 200
 
+/* --max-connections: open WebSocket connections; beyond, a new one gets 503 (ws.c). Each
+ * costs a socket and up to WS_QUEUE_BYTES_MAX of queue, so the bound is explicit. */
+#define GATEWAY_WS_CONNECTIONS_MAX 200000
+/* --peer-ws: other gateways' WebSocket URLs listed in /config.json for the dashboard. */
+#define GATEWAY_PEERS_MAX 8
+/* A dashboard file (index.html, app.js, style.css) larger than this is refused (500). */
+#define GATEWAY_WEB_FILE_BYTES_MAX (1024 * 1024)
+
 _Static_assert(GATEWAY_INFLIGHT_MAX <= 99999, "a slot index fits the 5 digits of a request id");
 
 /* ---- configuration (DESIGN §10: flags and PAYLAB_GATEWAY_* variables) ------------------ */
 
 struct gateway_config {
     int64_t http_port;                         /* --http-port: webhooks, health, metrics */
-    int64_t ws_port;                           /* --ws-port: accepted; the WS hub comes later */
+    int64_t ws_port;                           /* --ws-port: the WebSocket listener (GET /ws) */
     char bind[CONFIG_STR_BYTES_MAX];           /* --bind: every listener's address */
     char data_dir[CONFIG_STR_BYTES_MAX];       /* --data-dir: secrets/ live here */
-    char wallet_url[CONFIG_STR_BYTES_MAX];     /* --wallet-url: event gap fetches (later) */
+    char wallet_url[CONFIG_STR_BYTES_MAX];     /* --wallet-url: snapshots, replays, gap fills */
     char zmq_router[CONFIG_STR_BYTES_MAX];     /* --zmq-router: the wallet's webhook intake */
-    char zmq_pub[CONFIG_STR_BYTES_MAX];        /* --zmq-pub: the wallet's events (later) */
+    char zmq_pub[CONFIG_STR_BYTES_MAX];        /* --zmq-pub: the wallet's events (SUB) */
     char allowed_origin[CONFIG_STR_BYTES_MAX]; /* --allowed-origin: comma-separated */
     int64_t ack_timeout_ms;                    /* --ack-timeout-ms: then 503, the bank retries */
     int64_t max_inflight;                      /* --max-inflight: then 429 + Retry-After */
     char log_level[CONFIG_STR_BYTES_MAX];      /* --log-level */
+    int64_t max_connections;                   /* --max-connections: WebSocket connections */
+    char web_dir[CONFIG_STR_BYTES_MAX];        /* --web-dir: the dashboard's three files */
+    char peer_ws[CONFIG_STR_BYTES_MAX];        /* --peer-ws: other gateways' ws:// URLs */
+    char bank_url[CONFIG_STR_BYTES_MAX];       /* --bank-url: for the dashboard's fault panel */
+    double drop_events_rate; /* --drop-events-rate: fault injection, events lost on the SUB */
 };
 
 /* ---- the process's one context (built in main.c) --------------------------------------- */
@@ -67,7 +82,10 @@ struct gateway_ctx {
     struct zbus *dealer;       /* DEALER connected to --zmq-router: relays out, acks in */
     struct metrics *metrics;   /* Prometheus series of /metrics */
     struct webhooks *webhooks; /* the relays waiting for their ack (webhooks.c) */
+    struct hub *hub;           /* WebSocket clients, the SUB and the per-user streams */
     char webhook_secret[SECRET_BYTES_MAX]; /* "whsec_…"; never logged */
+    char token_secret[SECRET_BYTES_MAX];   /* verifies ws_tokens (DESIGN §8); never logged */
+    char admin_token[SECRET_BYTES_MAX];    /* lets a client subscribe to "*"; never logged */
     bool draining;                         /* a signal arrived: new webhooks get 503 */
     /* zbus counters already added to /metrics (they are absolute; metrics only adds). */
     unsigned long zmq_sent_seen;
@@ -106,5 +124,20 @@ void webhooks_abort_all(struct gateway_ctx *ctx);
 
 /* Relays waiting for their ack now. */
 size_t webhooks_in_flight(const struct gateway_ctx *ctx);
+
+/* ---- ws_hub.c -------------------------------------------------------------------------- */
+
+/* Creates the hub: its curl multi (wallet fetches), the SUB connected to --zmq-pub
+ * (subscribed to "sys.heads" only; user topics follow the clients) and its timers.
+ * 0, PL_ENOMEM or PL_EIO. Freed by hub_free. */
+int hub_new(struct gateway_ctx *ctx);
+/* Opens the WebSocket listener on --bind:--ws-port, path "/ws", --allowed-origin,
+ * --max-connections. 0 or PL_EIO (logged). */
+int hub_listen(struct gateway_ctx *ctx);
+/* Closes every connection (1001; their state is freed), the listener, the SUB, the fetches.
+ * Safe on a partly created hub and on NULL. */
+void hub_free(struct gateway_ctx *ctx);
+/* Adds the hub's series to ctx->metrics (counters as deltas since the last call). */
+void hub_export_metrics(struct gateway_ctx *ctx);
 
 #endif

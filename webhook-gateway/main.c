@@ -2,9 +2,10 @@
  * libevent loop, signals, startup and a clean shutdown.
  *
  * Startup runs in four steps, each undone by gateway_close in reverse: state (data dir, the
- * webhook secret), runtime (loop, metrics, relay table), bus (the libzmq context and the
- * DEALER to the wallet's ROUTER; the SUB for events joins this step), listeners (HTTP; the
- * WebSocket listener joins this step). "listening http=…" is printed once all of them are up.
+ * webhook secret, the ws_token secret, the admin token), runtime (loop, metrics, relay
+ * table), bus (the libzmq context, the DEALER to the wallet's ROUTER, the hub with its SUB
+ * on the wallet's PUB), listeners (HTTP, then WebSocket). "listening http=… ws=…" is printed
+ * once all of them are up.
  *
  * Must not: handle requests (api.c, webhooks.c), keep state a restart would lose (DESIGN
  * §2: the gateway is a stateless edge), or block the loop.
@@ -31,8 +32,13 @@
 #include "secrets.h"
 #include "sign.h"
 
+/* The dashboard's files: in a checkout, the web/ folder next to this source (CMake passes
+ * its absolute path); otherwise ./web, so `--web-dir` is needed for an installed binary. */
+#ifndef PAYLAB_WEB_DIR
+#define PAYLAB_WEB_DIR "web"
+#endif
 /* The listening line: "listening http=<bind>:<port>", bind bracketed when it is IPv6. */
-#define GATEWAY_LINE_BYTES_MAX (CONFIG_STR_BYTES_MAX + 64)
+#define GATEWAY_LINE_BYTES_MAX (2 * CONFIG_STR_BYTES_MAX + 64)
 
 struct gateway_main {
     struct gateway_ctx *ctx;
@@ -54,6 +60,10 @@ static void gateway_defaults(struct gateway_config *cfg)
     cfg->ack_timeout_ms = 2000;
     cfg->max_inflight = 1024;
     pl_strlcpy(cfg->log_level, "info", sizeof cfg->log_level);
+    cfg->max_connections = 10000;
+    pl_strlcpy(cfg->web_dir, PAYLAB_WEB_DIR, sizeof cfg->web_dir);
+    cfg->peer_ws[0] = '\0';
+    pl_strlcpy(cfg->bank_url, "http://127.0.0.1:8081", sizeof cfg->bank_url);
 }
 
 static enum config_result gateway_flags(struct gateway_config *cfg, int argc, char **argv)
@@ -76,10 +86,22 @@ static enum config_result gateway_flags(struct gateway_config *cfg, int argc, ch
         {"max-inflight", CONFIG_INT, &cfg->max_inflight, 1, GATEWAY_INFLIGHT_MAX,
          "relays waiting for an ack at once; beyond, 429 + Retry-After"},
         {"log-level", CONFIG_STR, cfg->log_level, 0, 0, "debug, info, warn or error"},
+        {"max-connections", CONFIG_INT, &cfg->max_connections, 1, GATEWAY_WS_CONNECTIONS_MAX,
+         "open WebSocket connections; beyond, a new one gets 503"},
+        {"web-dir", CONFIG_STR, cfg->web_dir, 0, 0,
+         "the dashboard's folder (index.html, app.js, style.css)"},
+        {"peer-ws", CONFIG_STR, cfg->peer_ws, 0, 0,
+         "comma-separated ws:// URLs of the other gateways, for the dashboard's failover"},
+        {"bank-url", CONFIG_STR, cfg->bank_url, 0, 0,
+         "the bank-service base URL, for the dashboard's fault switches"},
+        {"drop-events-rate", CONFIG_DOUBLE, &cfg->drop_events_rate, 0, 1,
+         "fault injection: share of events from the bus dropped on arrival (deterministic per "
+         "user and seq), to watch the gap fills"},
     };
     return config_parse("GATEWAY", "webhook-gateway",
                         "paylab webhook gateway: verifies the bank's signed webhooks and relays "
-                        "them to the wallet over ZeroMQ",
+                        "them to the wallet over ZeroMQ; pushes the wallet's events to "
+                        "WebSocket clients; serves the dashboard",
                         opts, PL_ARRAY_LEN(opts), argc, argv);
 }
 
@@ -93,6 +115,35 @@ static int gateway_default_origins(struct gateway_config *cfg)
         snprintf(cfg->allowed_origin, sizeof cfg->allowed_origin,
                  "http://127.0.0.1:%lld,http://localhost:%lld,http://[::1]:%lld", port, port, port);
     return n > 0 && (size_t)n < sizeof cfg->allowed_origin ? PL_OK : PL_ERANGE;
+}
+
+/* Strips trailing slashes from a base URL, so "<url>/v1/…" has exactly one. */
+static void gateway_trim_url(char *url)
+{
+    size_t n = strlen(url);
+    while (n > 0 && url[n - 1] == '/')
+        url[--n] = '\0';
+}
+
+/* --peer-ws: at most GATEWAY_PEERS_MAX entries, each ws:// or wss://, no quotes or
+ * backslashes (they go into /config.json verbatim). */
+static bool gateway_peers_valid(const char *csv)
+{
+    size_t count = 0;
+    const char *p = csv;
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
+        bool scheme =
+            (n > 5 && strncmp(p, "ws://", 5) == 0) || (n > 6 && strncmp(p, "wss://", 6) == 0);
+        if (!scheme || memchr(p, '"', n) != NULL || memchr(p, '\\', n) != NULL ||
+            ++count > GATEWAY_PEERS_MAX)
+            return false;
+        p += n;
+        if (*p == ',')
+            p++;
+    }
+    return true;
 }
 
 /* ===================================================================== shutdown ===== */
@@ -135,7 +186,12 @@ static int gateway_state(struct gateway_ctx *ctx)
                   "check PAYLAB_WEBHOOK_SECRET or <data-dir>/secrets/webhook_secret");
         return PL_EINVAL;
     }
-    return PL_OK;
+    rc = secrets_load(dir, "token_secret", "PAYLAB_TOKEN_SECRET", "", ctx->token_secret,
+                      sizeof ctx->token_secret);
+    if (rc == 0)
+        rc = secrets_load(dir, "admin_token", "PAYLAB_ADMIN_TOKEN", "", ctx->admin_token,
+                          sizeof ctx->admin_token);
+    return rc;
 }
 
 static int gateway_runtime(struct gateway_ctx *ctx)
@@ -157,13 +213,17 @@ static int gateway_bus(struct gateway_ctx *ctx)
     }
     ctx->dealer = zbus_open(ctx->base, ctx->zctx, ZMQ_DEALER, ctx->cfg.zmq_router, false,
                             GATEWAY_ZMQ_HWM, GATEWAY_ZMQ_HWM, webhooks_on_ack, ctx);
-    return ctx->dealer != NULL ? PL_OK : PL_EIO;
+    if (ctx->dealer == NULL)
+        return PL_EIO;
+    return hub_new(ctx);
 }
 
 static int gateway_listeners(struct gateway_ctx *ctx)
 {
     ctx->http = http_listen(ctx->base, ctx->cfg.bind, (int)ctx->cfg.http_port, api_handle, ctx);
-    return ctx->http != NULL ? PL_OK : PL_EIO;
+    if (ctx->http == NULL)
+        return PL_EIO;
+    return hub_listen(ctx);
 }
 
 static int gateway_signals(struct gateway_main *gm)
@@ -198,10 +258,14 @@ static void gateway_announce(const struct gateway_ctx *ctx)
     const struct gateway_config *cfg = &ctx->cfg;
     bool v6 = strchr(cfg->bind, ':') != NULL;
     char line[GATEWAY_LINE_BYTES_MAX];
-    snprintf(line, sizeof line, "listening http=%s%s%s:%lld", v6 ? "[" : "", cfg->bind,
-             v6 ? "]" : "", (long long)cfg->http_port);
-    log_info("started", "zmq_router=%s ack_timeout_ms=%lld max_inflight=%lld data_dir=\"%s\"",
-             cfg->zmq_router, (long long)cfg->ack_timeout_ms, (long long)cfg->max_inflight,
+    snprintf(line, sizeof line, "listening http=%s%s%s:%lld ws=%s%s%s:%lld", v6 ? "[" : "",
+             cfg->bind, v6 ? "]" : "", (long long)cfg->http_port, v6 ? "[" : "", cfg->bind,
+             v6 ? "]" : "", (long long)cfg->ws_port);
+    log_info("started",
+             "zmq_router=%s zmq_pub=%s wallet_url=%s ack_timeout_ms=%lld max_inflight=%lld "
+             "max_connections=%lld web_dir=\"%s\" data_dir=\"%s\"",
+             cfg->zmq_router, cfg->zmq_pub, cfg->wallet_url, (long long)cfg->ack_timeout_ms,
+             (long long)cfg->max_inflight, (long long)cfg->max_connections, cfg->web_dir,
              cfg->data_dir);
     printf("%s\n", line);
     fflush(stdout);
@@ -212,6 +276,7 @@ static void gateway_close(struct gateway_main *gm)
 {
     struct gateway_ctx *ctx = gm->ctx;
     webhooks_abort_all(ctx); /* a second signal may have left relays waiting */
+    hub_free(ctx);           /* WebSocket clients first (1001), then the SUB and the fetches */
     if (ctx->http != NULL)
         evhttp_free(ctx->http);
     zbus_close(ctx->dealer);
@@ -226,6 +291,8 @@ static void gateway_close(struct gateway_main *gm)
     if (ctx->base != NULL)
         event_base_free(ctx->base);
     memset(ctx->webhook_secret, 0, sizeof ctx->webhook_secret);
+    memset(ctx->token_secret, 0, sizeof ctx->token_secret);
+    memset(ctx->admin_token, 0, sizeof ctx->admin_token);
     free(ctx);
 }
 
@@ -245,6 +312,15 @@ static int gateway_configure(struct gateway_ctx *ctx, int argc, char **argv)
         fprintf(stderr, "webhook-gateway: the default --allowed-origin does not fit\n");
         return 2;
     }
+    if (!gateway_peers_valid(ctx->cfg.peer_ws)) {
+        fprintf(stderr,
+                "webhook-gateway: --peer-ws takes up to %d comma-separated ws:// or "
+                "wss:// URLs\n",
+                GATEWAY_PEERS_MAX);
+        return 2;
+    }
+    gateway_trim_url(ctx->cfg.wallet_url);
+    gateway_trim_url(ctx->cfg.bank_url);
     log_init("gateway", level);
     return -1;
 }
