@@ -9,7 +9,7 @@ preset=${PAYLAB_PRESET:-asan}
 jobs=$(nproc 2>/dev/null || echo 2)
 
 echo "== configure ($preset)"
-cmake --preset "$preset" >/dev/null
+cmake --preset "$preset" -DPAYLAB_REQUIRE_NODE_TESTS=ON >/dev/null
 echo "== build"
 cmake --build --preset "$preset" -j"$jobs"
 echo "== style"

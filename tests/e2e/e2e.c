@@ -5,11 +5,20 @@
 #include "pl.h"
 #include "sign.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* The suite's wallet timings: a reconciliation horizon of about 2 s keeps it fast. */
@@ -786,4 +795,487 @@ void e2e_expect_settled(struct e2e *e, const char *id, const char *status, const
     assert_int_equal(
         e2e_wallet_db_int(e, "SELECT count(*) FROM entries WHERE transaction_id=?1", id),
         entries_count);
+}
+
+/* ------------------------------------------------------------------ WebSockets */
+
+/* RFC 6455 §1.3: Sec-WebSocket-Accept = base64(SHA-1(key + this GUID)). */
+#define E2E_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+/* Events per page of GET /v1/users/{user}/events (the wallet's maximum). */
+#define E2E_EVENTS_PAGE "500"
+
+int e2e_tcp_connect(int port, int rcvbuf_bytes)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        fail_msg("socket: %s", strerror(errno));
+    if (rcvbuf_bytes > 0)
+        assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf_bytes, sizeof rcvbuf_bytes),
+                         0);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        fail_msg("connect 127.0.0.1:%d: %s", port, strerror(errno));
+    return fd;
+}
+
+/* Writes all of buf by deadline; false when the peer is gone or the deadline passed. */
+static bool write_all(int fd, const void *buf, size_t len, int64_t deadline_ms)
+{
+    const unsigned char *p = buf;
+    while (len > 0) {
+        ssize_t n = send(fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            p += n;
+            len -= (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return false;
+        int64_t left = deadline_ms - pl_mono_ms();
+        if (left <= 0)
+            return false;
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        (void)poll(&pfd, 1, (int)left);
+    }
+    return true;
+}
+
+/* Reads once what is there (waiting up to wait_ms) into w->in. Returns bytes read, 0 when
+ * nothing came in time, -1 at EOF or on an error (w->eof set). */
+static ssize_t ws_fill(struct e2e_ws *w, int wait_ms)
+{
+    if (w->eof)
+        return -1;
+    if (wait_ms > 0) {
+        struct pollfd pfd = {.fd = w->fd, .events = POLLIN};
+        int pr = poll(&pfd, 1, wait_ms);
+        if (pr == 0 || (pr < 0 && errno == EINTR))
+            return 0;
+    }
+    if (w->in_cap - w->in_len < 16384) {
+        size_t cap = w->in_cap == 0 ? 65536 : w->in_cap * 2;
+        unsigned char *nb = realloc(w->in, cap);
+        if (nb == NULL)
+            return -1;
+        w->in = nb;
+        w->in_cap = cap;
+    }
+    ssize_t n = recv(w->fd, w->in + w->in_len, w->in_cap - w->in_len, MSG_DONTWAIT);
+    if (n > 0) {
+        w->in_len += (size_t)n;
+        return n;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    w->eof = true;
+    return -1;
+}
+
+/* Parses one frame from w->in: 1, 0 (incomplete), -1 (over E2E_WS_FRAME_BYTES_MAX). */
+static int ws_parse(struct e2e_ws *w, struct e2e_ws_frame *f)
+{
+    const unsigned char *in = w->in;
+    size_t hdr = 2;
+    if (w->in_len < 2)
+        return 0;
+    uint64_t len = in[1] & 0x7f;
+    if (len == 126) {
+        if (w->in_len < 4)
+            return 0;
+        len = ((uint64_t)in[2] << 8) | in[3];
+        hdr = 4;
+    } else if (len == 127) {
+        if (w->in_len < 10)
+            return 0;
+        len = 0;
+        for (int i = 0; i < 8; i++)
+            len = (len << 8) | in[2 + i];
+        hdr = 10;
+    }
+    bool masked = (in[1] & 0x80) != 0;
+    unsigned char mask[4] = {0, 0, 0, 0};
+    if (masked) {
+        if (w->in_len < hdr + 4)
+            return 0;
+        memcpy(mask, in + hdr, 4);
+        hdr += 4;
+    }
+    if (len > E2E_WS_FRAME_BYTES_MAX)
+        return -1;
+    if (w->in_len < hdr + len)
+        return 0;
+    memset(f, 0, sizeof *f);
+    f->fin = (in[0] & 0x80) != 0;
+    f->rsv = (in[0] >> 4) & 0x7;
+    f->opcode = in[0] & 0x0f;
+    f->masked = masked;
+    f->len = (size_t)len;
+    f->payload = malloc(f->len + 1);
+    if (f->payload == NULL)
+        return -1;
+    for (size_t i = 0; i < f->len; i++)
+        f->payload[i] = in[hdr + i] ^ mask[i % 4];
+    f->payload[f->len] = '\0';
+    w->in_len -= hdr + f->len;
+    memmove(w->in, w->in + hdr + f->len, w->in_len);
+    return 1;
+}
+
+int e2e_ws_poll_frame(struct e2e_ws *w, struct e2e_ws_frame *f)
+{
+    int r = ws_parse(w, f);
+    if (r != 0)
+        return r;
+    if (ws_fill(w, 0) < 0)
+        return -1;
+    r = ws_parse(w, f);
+    return r;
+}
+
+int e2e_ws_read_frame(struct e2e_ws *w, int64_t deadline_ms, struct e2e_ws_frame *f)
+{
+    for (;;) {
+        int r = ws_parse(w, f);
+        if (r != 0)
+            return r;
+        int64_t left = deadline_ms - pl_mono_ms();
+        if (left <= 0)
+            return 0;
+        if (ws_fill(w, (int)(left > 100 ? 100 : left)) < 0)
+            return ws_parse(w, f) == 1 ? 1 : -1;
+    }
+}
+
+void e2e_ws_frame_free(struct e2e_ws_frame *f)
+{
+    free(f->payload);
+    memset(f, 0, sizeof *f);
+}
+
+int e2e_ws_close_code(const struct e2e_ws_frame *f)
+{
+    if (f->len < 2)
+        return E2E_WS_NO_STATUS;
+    return (f->payload[0] << 8) | f->payload[1];
+}
+
+int e2e_ws_send_frame(struct e2e_ws *w, unsigned b0, const void *payload, size_t len)
+{
+    unsigned char hdr[14];
+    size_t n = 0;
+    unsigned char mask[4];
+    if (RAND_bytes(mask, sizeof mask) != 1)
+        return -1;
+    hdr[n++] = (unsigned char)b0;
+    if (len < 126) {
+        hdr[n++] = (unsigned char)(0x80 | len);
+    } else if (len <= 0xffff) {
+        hdr[n++] = 0x80 | 126;
+        hdr[n++] = (unsigned char)(len >> 8);
+        hdr[n++] = (unsigned char)len;
+    } else {
+        hdr[n++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--)
+            hdr[n++] = (unsigned char)((uint64_t)len >> (8 * i));
+    }
+    memcpy(hdr + n, mask, 4);
+    n += 4;
+    unsigned char *frame = malloc(n + len);
+    if (frame == NULL)
+        return -1;
+    memcpy(frame, hdr, n);
+    const unsigned char *p = payload;
+    for (size_t i = 0; i < len; i++)
+        frame[n + i] = p[i] ^ mask[i % 4];
+    pthread_mutex_lock(&w->write_mu);
+    bool ok = write_all(w->fd, frame, n + len, cluster_deadline_ms(E2E_WS_TIMEOUT_MS));
+    pthread_mutex_unlock(&w->write_mu);
+    free(frame);
+    return ok ? 0 : -1;
+}
+
+void e2e_ws_send_text(struct e2e_ws *w, const char *text)
+{
+    assert_int_equal(e2e_ws_send_frame(w, E2E_WS_FIN | E2E_WS_TEXT, text, strlen(text)), 0);
+}
+
+/* Reads the answer's head into w->in until the blank line; its length, 0 when the peer
+ * closed first (what came is left in w->in). */
+static size_t ws_read_head(struct e2e_ws *w, int64_t deadline_ms)
+{
+    for (;;) {
+        for (size_t i = 3; i < w->in_len; i++) {
+            if (memcmp(w->in + i - 3, "\r\n\r\n", 4) == 0)
+                return i + 1;
+        }
+        int64_t left = deadline_ms - pl_mono_ms();
+        if (left <= 0 || w->in_len > E2E_WS_HEAD_BYTES_MAX)
+            return 0;
+        if (ws_fill(w, (int)(left > 100 ? 100 : left)) < 0)
+            return 0;
+    }
+}
+
+static long head_status(const char *head)
+{
+    /* "HTTP/1.1 101 Switching Protocols" */
+    if (strncmp(head, "HTTP/1.", 7) != 0 || strlen(head) < 12)
+        return 0;
+    return strtol(head + 9, NULL, 10);
+}
+
+static struct e2e_ws *ws_alloc(int fd)
+{
+    struct e2e_ws *w = calloc(1, sizeof *w);
+    assert_non_null(w);
+    w->fd = fd;
+    assert_int_equal(pthread_mutex_init(&w->write_mu, NULL), 0);
+    return w;
+}
+
+static void ws_release(struct e2e_ws *w)
+{
+    close(w->fd);
+    pthread_mutex_destroy(&w->write_mu);
+    free(w->in);
+    free(w);
+}
+
+long e2e_http_raw(int port, const char *request, size_t request_bytes, char *head, size_t cap)
+{
+    struct e2e_ws *w = ws_alloc(e2e_tcp_connect(port, 0));
+    int64_t deadline = cluster_deadline_ms(E2E_WS_TIMEOUT_MS);
+    head[0] = '\0';
+    /* The peer may answer and close before it read everything: keep what it said. */
+    (void)write_all(w->fd, request, request_bytes, deadline);
+    size_t n = ws_read_head(w, deadline);
+    if (n == 0)
+        n = w->in_len;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(head, w->in, n);
+    head[n] = '\0';
+    ws_release(w);
+    return head_status(head);
+}
+
+/* The value of header name in a response head (case-insensitive name), trimmed. */
+static bool head_header(const char *head, const char *name, char *out, size_t cap)
+{
+    struct cluster_reply r = {.headers = (char *)head};
+    return cluster_reply_header(&r, name, out, cap);
+}
+
+struct e2e_ws *e2e_ws_connect(int port, const char *origin, int rcvbuf_bytes)
+{
+    unsigned char nonce[16];
+    char key[32], request[512], origin_line[300] = "";
+    assert_int_equal(RAND_bytes(nonce, sizeof nonce), 1);
+    assert_int_equal(EVP_EncodeBlock((unsigned char *)key, nonce, sizeof nonce), 24);
+    if (origin != NULL)
+        snprintf(origin_line, sizeof origin_line, "Origin: %s\r\n", origin);
+    int n = snprintf(request, sizeof request,
+                     "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n%s\r\n",
+                     port, key, origin_line);
+    assert_true(n > 0 && (size_t)n < sizeof request);
+    struct e2e_ws *w = ws_alloc(e2e_tcp_connect(port, rcvbuf_bytes));
+    int64_t deadline = cluster_deadline_ms(E2E_WS_TIMEOUT_MS);
+    assert_true(write_all(w->fd, request, (size_t)n, deadline));
+    size_t head_len = ws_read_head(w, deadline);
+    if (head_len == 0)
+        fail_msg("no handshake answer from :%d (%zu bytes: %.200s)", port, w->in_len,
+                 w->in_len > 0 ? (const char *)w->in : "");
+    char head[E2E_WS_HEAD_BYTES_MAX + 1], v[128];
+    memcpy(head, w->in, head_len);
+    head[head_len] = '\0';
+    w->in_len -= head_len;
+    memmove(w->in, w->in + head_len, w->in_len);
+    if (head_status(head) != 101)
+        fail_msg("handshake with :%d answered %.300s", port, head);
+    assert_true(head_header(head, "Upgrade", v, sizeof v));
+    assert_int_equal(strcasecmp(v, "websocket"), 0);
+    assert_true(head_header(head, "Connection", v, sizeof v));
+    for (char *c = v; *c != '\0'; c++)
+        *c = (char)tolower((unsigned char)*c);
+    assert_non_null(strstr(v, "upgrade"));
+    /* The accept key, computed here (not by shared/ws.c). */
+    char concat[sizeof key + sizeof E2E_WS_GUID], expect[64];
+    unsigned char sha[EVP_MAX_MD_SIZE];
+    unsigned sha_len = 0;
+    snprintf(concat, sizeof concat, "%s%s", key, E2E_WS_GUID);
+    assert_int_equal(EVP_Digest(concat, strlen(concat), sha, &sha_len, EVP_sha1(), NULL), 1);
+    EVP_EncodeBlock((unsigned char *)expect, sha, (int)sha_len);
+    assert_true(head_header(head, "Sec-WebSocket-Accept", v, sizeof v));
+    assert_string_equal(v, expect);
+    return w;
+}
+
+void e2e_ws_free(struct e2e_ws *w, int code)
+{
+    if (w == NULL)
+        return;
+    if (code > 0 && !w->eof) {
+        unsigned char payload[2] = {(unsigned char)(code >> 8), (unsigned char)code};
+        (void)e2e_ws_send_frame(w, E2E_WS_FIN | E2E_WS_CLOSE, payload, sizeof payload);
+    }
+    ws_release(w);
+}
+
+/* Appends a fragment to a message being joined. */
+static void msg_append(unsigned char **msg, size_t *len, const struct e2e_ws_frame *f)
+{
+    unsigned char *nb = realloc(*msg, *len + f->len + 1);
+    assert_non_null(nb);
+    memcpy(nb + *len, f->payload, f->len);
+    *len += f->len;
+    nb[*len] = '\0';
+    *msg = nb;
+}
+
+cJSON *e2e_ws_recv_json(struct e2e_ws *w, long timeout_ms)
+{
+    int64_t deadline = cluster_deadline_ms(timeout_ms);
+    unsigned char *msg = NULL;
+    size_t len = 0;
+    for (;;) {
+        struct e2e_ws_frame f;
+        int r = e2e_ws_read_frame(w, deadline, &f);
+        if (r == 0)
+            fail_msg("no WebSocket message within %ld ms", timeout_ms);
+        if (r < 0)
+            fail_msg("the WebSocket connection ended while a message was awaited");
+        if (f.opcode == E2E_WS_PING) {
+            (void)e2e_ws_send_frame(w, E2E_WS_FIN | E2E_WS_PONG, f.payload, f.len);
+        } else if (f.opcode == E2E_WS_CLOSE) {
+            int code = e2e_ws_close_code(&f);
+            e2e_ws_frame_free(&f);
+            fail_msg("the server closed with %d while a message was awaited", code);
+        } else if (f.opcode == E2E_WS_TEXT || f.opcode == E2E_WS_CONT) {
+            msg_append(&msg, &len, &f);
+            if (f.fin) {
+                e2e_ws_frame_free(&f);
+                cJSON *json = cJSON_ParseWithLength((const char *)msg, len);
+                if (json == NULL)
+                    fail_msg("a WebSocket message is not JSON: %.200s", msg);
+                free(msg);
+                return json;
+            }
+        } else if (f.opcode != E2E_WS_PONG) {
+            fail_msg("unexpected WebSocket opcode %d", f.opcode);
+        }
+        e2e_ws_frame_free(&f);
+    }
+}
+
+int e2e_ws_wait_close(struct e2e_ws *w, long timeout_ms, int *skipped)
+{
+    int64_t deadline = cluster_deadline_ms(timeout_ms);
+    if (skipped != NULL)
+        *skipped = 0;
+    for (;;) {
+        struct e2e_ws_frame f;
+        int r = e2e_ws_read_frame(w, deadline, &f);
+        if (r == 0)
+            fail_msg("the server did not close within %ld ms", timeout_ms);
+        if (r < 0)
+            return E2E_WS_ABNORMAL;
+        if (f.opcode == E2E_WS_CLOSE) {
+            int code = e2e_ws_close_code(&f);
+            e2e_ws_frame_free(&f);
+            return code;
+        }
+        if (skipped != NULL && f.opcode != E2E_WS_PING && f.opcode != E2E_WS_PONG)
+            (*skipped)++;
+        e2e_ws_frame_free(&f);
+    }
+}
+
+void e2e_ws_subscribe(struct e2e_ws *w, const char *user, const char *token, const char *epoch,
+                      int64_t after)
+{
+    cJSON *m = cJSON_CreateObject();
+    assert_non_null(m);
+    cJSON_AddStringToObject(m, "op", "subscribe");
+    cJSON_AddStringToObject(m, "user", user);
+    if (token != NULL)
+        cJSON_AddStringToObject(m, "token", token);
+    if (epoch != NULL)
+        cJSON_AddStringToObject(m, "epoch", epoch);
+    if (after >= 0)
+        cJSON_AddNumberToObject(m, "after", (double)after);
+    char *text = cJSON_PrintUnformatted(m);
+    cJSON_Delete(m);
+    assert_non_null(text);
+    e2e_ws_send_text(w, text);
+    free(text);
+}
+
+cJSON *e2e_ws_subscribe_ok(struct e2e_ws *w, const char *user, const char *token, const char *epoch,
+                           int64_t after)
+{
+    e2e_ws_subscribe(w, user, token, epoch, after);
+    cJSON *m = e2e_ws_recv_json(w, E2E_WS_TIMEOUT_MS);
+    if (strcmp(e2e_str(m, "op"), "subscribed") != 0) {
+        char *s = cJSON_PrintUnformatted(m);
+        fail_msg("subscribe %s answered %s", user, s);
+    }
+    assert_string_equal(e2e_str(m, "user"), user);
+    return m;
+}
+
+void e2e_ws_token(struct e2e *e, const char *user, char *out)
+{
+    char path[128];
+    struct e2e_resp r;
+    snprintf(path, sizeof path, "/v1/users/%s/ws-token", user);
+    e2e_wallet(e, "POST", path, NULL, NULL, &r);
+    e2e_expect(&r, 200, NULL);
+    assert_true(e2e_int(r.json, "expires_at") > pl_now_ms() / 1000);
+    assert_int_equal(pl_strlcpy(out, e2e_str(r.json, "token"), E2E_SECRET_BYTES_MAX), 0);
+    e2e_resp_free(&r);
+}
+
+int64_t e2e_user_head(struct e2e *e, const char *user, char *epoch_out)
+{
+    char path[128];
+    struct e2e_resp r;
+    snprintf(path, sizeof path, "/v1/users/%s", user);
+    e2e_wallet(e, "GET", path, NULL, NULL, &r);
+    e2e_expect(&r, 200, NULL);
+    if (epoch_out != NULL)
+        assert_int_equal(pl_strlcpy(epoch_out, e2e_str(r.json, "epoch"), E2E_SECRET_BYTES_MAX), 0);
+    int64_t head = e2e_int(r.json, "head_seq");
+    e2e_resp_free(&r);
+    return head;
+}
+
+cJSON *e2e_user_events(struct e2e *e, const char *user, int64_t after)
+{
+    cJSON *all = cJSON_CreateArray();
+    assert_non_null(all);
+    for (;;) {
+        char path[160];
+        struct e2e_resp r;
+        snprintf(path, sizeof path, "/v1/users/%s/events?after=%lld&limit=%s", user,
+                 (long long)after, E2E_EVENTS_PAGE);
+        e2e_wallet(e, "GET", path, NULL, NULL, &r);
+        e2e_expect(&r, 200, NULL);
+        cJSON *list = cJSON_GetObjectItemCaseSensitive(r.json, "events");
+        assert_true(cJSON_IsArray(list));
+        int n = cJSON_GetArraySize(list);
+        while (cJSON_GetArraySize(list) > 0) {
+            cJSON *ev = cJSON_DetachItemFromArray(list, 0);
+            assert_int_equal(e2e_int(ev, "seq"), after + 1);
+            after++;
+            cJSON_AddItemToArray(all, ev);
+        }
+        e2e_resp_free(&r);
+        if (n == 0)
+            return all;
+    }
 }

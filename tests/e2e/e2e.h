@@ -202,4 +202,95 @@ void e2e_snapshot_take(struct e2e *e, struct e2e_snapshot *s);
 void e2e_snapshot_equal(const struct e2e_snapshot *a, const struct e2e_snapshot *b,
                         const char *what);
 
+/* ------------------------------------------------------------------ WebSockets (DESIGN §7) */
+
+/* A test's own RFC 6455 client over a plain socket, independent of shared/ws.c, so the
+ * gateway is checked against code that does not share its bugs: the opening handshake and
+ * every frame are written by hand (masked, as a client must), frames are parsed from a
+ * buffer. e2e_ws_send_frame and e2e_ws_poll_frame never assert and may run on a reader
+ * thread; the other e2e_ws_* helpers assert, on the test's thread. */
+#define E2E_WS_TIMEOUT_MS 10000L
+/* The largest frame a test reads (the gateway sends ≤ 4 KiB messages). */
+#define E2E_WS_FRAME_BYTES_MAX (1024 * 1024)
+#define E2E_WS_HEAD_BYTES_MAX 8192
+/* Close codes as the reader reports them: no status in the close frame, no close frame. */
+#define E2E_WS_NO_STATUS 1005
+#define E2E_WS_ABNORMAL 1006
+
+enum {
+    E2E_WS_CONT = 0x0,
+    E2E_WS_TEXT = 0x1,
+    E2E_WS_BINARY = 0x2,
+    E2E_WS_CLOSE = 0x8,
+    E2E_WS_PING = 0x9,
+    E2E_WS_PONG = 0xA,
+    E2E_WS_FIN = 0x80,
+};
+
+struct e2e_ws {
+    int fd;
+    pthread_mutex_t write_mu; /* a pong and a message from two threads never interleave */
+    unsigned char *in;        /* bytes read and not yet parsed */
+    size_t in_len, in_cap;
+    bool eof;   /* the peer closed (or reset) the TCP connection */
+    void *user; /* the test's own per-connection data */
+};
+
+struct e2e_ws_frame {
+    bool fin;
+    unsigned rsv; /* RSV1..RSV3 as bits 2..0 */
+    int opcode;
+    bool masked;
+    unsigned char *payload; /* malloc'ed, NUL-terminated (not counted in len) */
+    size_t len;
+};
+
+/* A blocking TCP connection to 127.0.0.1:port (asserted). rcvbuf_bytes > 0 sets SO_RCVBUF
+ * before connecting (a small window: a consumer that will not read). */
+int e2e_tcp_connect(int port, int rcvbuf_bytes);
+/* Writes request to a fresh connection to port and reads the answer's head (up to the blank
+ * line, or what came before the peer closed) into head (NUL-terminated). Returns the HTTP
+ * status, 0 when none came. For handshakes that must fail. */
+long e2e_http_raw(int port, const char *request, size_t request_bytes, char *head, size_t cap);
+/* Connects to ws://127.0.0.1:port/ws with a fresh random key (and Origin when not NULL),
+ * and asserts 101 with the right Upgrade, Connection and Sec-WebSocket-Accept. */
+struct e2e_ws *e2e_ws_connect(int port, const char *origin, int rcvbuf_bytes);
+/* Sends the close frame (when code > 0 and the socket still takes it) and frees. */
+void e2e_ws_free(struct e2e_ws *w, int code);
+/* One frame, masked with a random key, with first byte b0 (FIN | RSV | opcode) and the
+ * shortest length encoding. 0, or -1 when the peer is gone. Thread-safe. */
+int e2e_ws_send_frame(struct e2e_ws *w, unsigned b0, const void *payload, size_t len);
+/* Sends one unfragmented text message (asserted). */
+void e2e_ws_send_text(struct e2e_ws *w, const char *text);
+/* A frame parsed from what has arrived, reading once without blocking: 1 (f filled, free
+ * with e2e_ws_frame_free), 0 (none complete yet), -1 (the peer closed, or sent garbage). */
+int e2e_ws_poll_frame(struct e2e_ws *w, struct e2e_ws_frame *f);
+/* The same, waiting until deadline_ms (pl_mono_ms clock): 1, 0 (timeout) or -1. */
+int e2e_ws_read_frame(struct e2e_ws *w, int64_t deadline_ms, struct e2e_ws_frame *f);
+void e2e_ws_frame_free(struct e2e_ws_frame *f);
+/* The close code of a close frame's payload (E2E_WS_NO_STATUS when it has none). */
+int e2e_ws_close_code(const struct e2e_ws_frame *f);
+/* The next server message as JSON: pings are answered, pongs skipped, fragments joined.
+ * Fails the test on a timeout, a close, a non-text message or text that is not JSON. */
+cJSON *e2e_ws_recv_json(struct e2e_ws *w, long timeout_ms);
+/* Reads until the server's close frame and returns its code (E2E_WS_NO_STATUS when empty);
+ * E2E_WS_ABNORMAL when the connection ends without one. Messages before it are skipped
+ * (counted in *skipped when not NULL). Fails the test on a timeout. */
+int e2e_ws_wait_close(struct e2e_ws *w, long timeout_ms, int *skipped);
+/* {"op":"subscribe","user":user,"token":token,"epoch":epoch,"after":after}; token and epoch
+ * are left out when NULL, after when negative. */
+void e2e_ws_subscribe(struct e2e_ws *w, const char *user, const char *token, const char *epoch,
+                      int64_t after);
+/* Sends a subscription and asserts its {"op":"subscribed"} answer for user; returns it. */
+cJSON *e2e_ws_subscribe_ok(struct e2e_ws *w, const char *user, const char *token, const char *epoch,
+                           int64_t after);
+
+/* POST /v1/users/{user}/ws-token → the token (into out, E2E_SECRET_BYTES_MAX). */
+void e2e_ws_token(struct e2e *e, const char *user, char *out);
+/* GET /v1/users/{user}: epoch (into out, E2E_SECRET_BYTES_MAX) and head_seq. */
+int64_t e2e_user_head(struct e2e *e, const char *user, char *epoch_out);
+/* Every event of user with seq > after, paged through GET /v1/users/{user}/events: a cJSON
+ * array (caller deletes) in seq order. */
+cJSON *e2e_user_events(struct e2e *e, const char *user, int64_t after);
+
 #endif
