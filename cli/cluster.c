@@ -576,6 +576,7 @@ static int capture_add(struct capture *cap, const char *data, size_t n)
 {
     if (cap->len + n > CLUSTER_OUTPUT_BYTES_MAX)
         n = CLUSTER_OUTPUT_BYTES_MAX - cap->len;
+    assert(n <= CLUSTER_OUTPUT_BYTES_MAX);
     if (cap->len + n + 1 > cap->cap) {
         size_t want = cap->cap == 0 ? 4096 : cap->cap;
         while (want < cap->len + n + 1)
@@ -586,7 +587,8 @@ static int capture_add(struct capture *cap, const char *data, size_t n)
         cap->buf = nb;
         cap->cap = want;
     }
-    memcpy(cap->buf + cap->len, data, n);
+    if (n > 0)
+        memcpy(cap->buf + cap->len, data, n);
     cap->len += n;
     cap->buf[cap->len] = '\0';
     return 0;

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "json.h"
+#include "pl.h"
 
 const char *out_money(int64_t minor, char buf[MONEY_FORMAT_BYTES_MAX])
 {
@@ -24,7 +25,10 @@ const char *out_money_signed(int64_t minor, char buf[MONEY_FORMAT_BYTES_MAX])
         return out_money(minor, buf);
     }
     char plain[MONEY_FORMAT_BYTES_MAX];
-    snprintf(buf, MONEY_FORMAT_BYTES_MAX, "+%s", out_money(minor, plain));
+    const char *text = out_money(minor, plain);
+    /* "+" and a formatted non-negative int64 fit: the widest is 28 bytes with grouping. */
+    buf[0] = '+';
+    pl_strlcpy(buf + 1, text, MONEY_FORMAT_BYTES_MAX - 1);
     return buf;
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The teaching demo: sets up, builds, starts the bank and the wallet on their default ports
-# with data in ./var, walks through a short narrated story (users, a sync top-up, a
-# transfer, a withdrawal, the ledger), then leaves the services running until Ctrl-C.
+# The teaching demo: sets up, builds, starts the bank, the wallet and two webhook gateways on
+# their default ports with data in ./var, walks through a short narrated story (users, a
+# sync top-up, an async top-up settled by webhook, a transfer, a withdrawal, the ledger),
+# prints the live dashboard's address, then leaves the services running until Ctrl-C.
 #
 # Usage: scripts/demo.sh [--fresh] [--no-wait]
 #   --fresh    start from empty databases (removes ./var)
@@ -28,12 +29,18 @@ pause() { [ -t 1 ] && sleep "${1:-1}" || true; }
 
 say "Setting up (Debian packages) and building (release preset)"
 scripts/setup
-cmake --preset release >/dev/null
-cmake --build --preset release -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
+mkdir -p build
+buildlog=build/demo-build.log
+if ! { cmake --preset release && cmake --build --preset release -j"$(nproc 2>/dev/null || echo 2)"; } >"$buildlog" 2>&1; then
+  tail -n 30 "$buildlog" >&2
+  echo "demo: the build failed (full log: $buildlog)" >&2
+  exit 1
+fi
+note "built (log: $buildlog)"
 bin="$root/build/release/bin"
 export PATH="$bin:$PATH"
 
-for port in 8080 8081; do
+for port in 8080 8081 8082 8083 8084 8085 5555 5556; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "demo: port $port is already in use — is another demo running? stop it first (Ctrl-C in its terminal)." >&2
     exit 3
@@ -63,18 +70,31 @@ wait_ready() { # url
   echo "demo: $1 did not come up; see var/log/" >&2; exit 1
 }
 
-say "Starting bank-service (:8081) and wallet-service (:8080)"
+say "Starting bank-service (:8081), wallet-service (:8080) and two webhook gateways (:8082, :8084)"
+notify=http://127.0.0.1:8082/v1/webhooks/bank,http://127.0.0.1:8084/v1/webhooks/bank
 bank-service --data-dir var --seed 1 --time-scale 0.001 2>>var/log/bank.log & pids+=($!)
 wait_ready http://127.0.0.1:8081
-wallet-service --data-dir var 2>>var/log/wallet.log & pids+=($!)
+wallet-service --data-dir var --notify-url "$notify" 2>>var/log/wallet.log & pids+=($!)
 wait_ready http://127.0.0.1:8080
-note "logs: var/log/bank.log, var/log/wallet.log   databases: var/bank.db, var/wallet.db"
+webhook-gateway --data-dir var --http-port 8082 --ws-port 8083 --peer-ws ws://127.0.0.1:8085/ws \
+  2>>var/log/gateway-1.log & pids+=($!)
+webhook-gateway --data-dir var --http-port 8084 --ws-port 8085 --peer-ws ws://127.0.0.1:8083/ws \
+  2>>var/log/gateway-2.log & pids+=($!)
+wait_ready http://127.0.0.1:8082
+wait_ready http://127.0.0.1:8084
+export PAYLAB_GATEWAY_URL=ws://127.0.0.1:8083,ws://127.0.0.1:8085
+note "logs: var/log/*.log   databases: var/bank.db, var/wallet.db   secrets: var/secrets/"
+dashboard="http://127.0.0.1:8082/#token=$(cat var/secrets/admin_token)"
+say "The live dashboard: open $dashboard"
+note "(the token after # never leaves your browser; it lets the page watch every user)"
+pause 2
 
 say "1. Alice and Bob join the wallet"
 note "The wallet opens a bank account for each (₹10,000 to start) and records a mandate"
 note "that lets the wallet debit it towards its nodal account."
-run paylab user add alice
-run paylab user add bob
+for u in alice bob; do
+  if paylab balance "$u" >/dev/null 2>&1; then note "$u already exists (kept from an earlier run)"; else run paylab user add "$u"; fi
+done
 pause
 
 say "2. Alice tops up ₹500 — synchronously"
@@ -83,17 +103,24 @@ note "the request open until the bank answers; -v shows the HTTP exchange."
 run paylab -v topup alice 500 --mode sync --key auto
 pause
 
-say "3. Alice pays Bob ₹100 — inside the wallet's ledger, no bank involved"
+say "3. Alice tops up ₹250 — asynchronously"
+note "The wallet records the request, answers 202 at once, and learns the outcome from the"
+note "bank's signed webhook: bank → gateway (verifies the signature) → ZeroMQ → wallet."
+note "--wait ws: the CLI subscribes over WebSocket and is told the final state (no polling)."
+run paylab topup alice 250 --mode async --wait ws
+pause
+
+say "4. Alice pays Bob ₹100 — inside the wallet's ledger, no bank involved"
 run paylab send alice bob 100 --note "dinner"
 pause
 
-say "4. Bob withdraws ₹50 back to his bank account"
+say "5. Bob withdraws ₹50 back to his bank account"
 note "The wallet holds ₹50 first, asks the bank to pay out from the nodal account,"
 note "then settles or returns the hold on the bank's answer."
 run paylab withdraw bob 50 --mode sync
 pause
 
-say "5. The ledger: double entry, every transaction's entries sum to zero"
+say "6. The ledger: double entry, every transaction's entries sum to zero"
 run paylab ledger
 run paylab verify --wallet-db var/wallet.db --bank-db var/bank.db
 
@@ -105,7 +132,11 @@ ${bold}Try next${off} (in another terminal, from $(pwd)):
   paylab faults set latency_ms=3000         then: paylab topup alice 200   (504: unknown, then reconciled)
   paylab tx wtx_…                           the timeline of one payment
   paylab faults set lost_response_rate=1    the bank commits but never answers
+  paylab watch alice                        live events over WebSocket (Ctrl-C to stop)
+  paylab topup alice 100 --mode async --wait poll:200   polled, compare with --wait ws
+  paylab faults set webhook_duplicate_rate=1 webhook_delay_ms=500   duplicates, reordering
   paylab faults clear                       paylab verify
+  dashboard: $dashboard
   sqlite3 -readonly var/wallet.db 'select * from v_balances'
 TXT
 

@@ -224,7 +224,7 @@ static void outbox_retry(struct outbox_slot *s, const struct ledger_txn *t, cons
     struct wallet_ctx *ctx = s->ctx;
     int64_t now_ms = pl_now_ms(), attempts = s->attempts + 1;
     int64_t delay_ms = outbox_backoff_ms(attempts);
-    char reason[WALLET_REASON_BYTES_MAX + 96];
+    char reason[WALLET_REASON_BYTES_MAX + 128];
     snprintf(reason, sizeof reason,
              "the bank did not take the payment (attempt %lld: %s); the "
              "outbox re-sends the same request in %lld ms",

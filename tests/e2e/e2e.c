@@ -1143,7 +1143,7 @@ cJSON *e2e_ws_recv_json(struct e2e_ws *w, long timeout_ms)
     unsigned char *msg = NULL;
     size_t len = 0;
     for (;;) {
-        struct e2e_ws_frame f;
+        struct e2e_ws_frame f = {0};
         int r = e2e_ws_read_frame(w, deadline, &f);
         if (r == 0)
             fail_msg("no WebSocket message within %ld ms", timeout_ms);
@@ -1178,7 +1178,7 @@ int e2e_ws_wait_close(struct e2e_ws *w, long timeout_ms, int *skipped)
     if (skipped != NULL)
         *skipped = 0;
     for (;;) {
-        struct e2e_ws_frame f;
+        struct e2e_ws_frame f = {0};
         int r = e2e_ws_read_frame(w, deadline, &f);
         if (r == 0)
             fail_msg("the server did not close within %ld ms", timeout_ms);

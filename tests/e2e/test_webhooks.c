@@ -112,7 +112,7 @@ static void test_duplicates_and_redelivery(void **state)
     assert_true(cluster_wait_for(deliveries_done, &probe, cluster_deadline_ms(10000)));
 
     for (size_t i = 0; i < TOPUPS; i++) {
-        char body[160];
+        char body[256];
         snprintf(body, sizeof body, "{\"reference\":\"%s\"}", ids[i]);
         e2e_bank(e, "POST", "/admin/webhooks/redeliver", body, e->admin_token, &r);
         e2e_expect(&r, 202, NULL);

@@ -23,7 +23,7 @@ static void parse_err(const char *s, int want_rc)
     int64_t got = 12345;
     int rc = money_parse(s, &got);
     if (rc != want_rc)
-        fail_msg("money_parse(\"%s\"): rc=%d want %d", s, rc, want_rc);
+        fail_msg("money_parse(\"%s\"): rc=%d want %d", s != NULL ? s : "(null)", rc, want_rc);
     assert_int_equal(got, 12345); /* untouched on error */
 }
 
