@@ -910,18 +910,21 @@ static void api_with_body(struct api_call *c, void (*fn)(struct api_call *, cons
     cJSON_Delete(body);
 }
 
-/* A decimal integer in 1..max; false otherwise. */
+/* A decimal integer in 1..max of at most 9 digits; false otherwise. */
 static bool api_small_int(const char *text, int64_t max, int64_t *out)
 {
+    size_t len = strlen(text);
+    if (len == 0 || len > 9) {
+        return false;
+    }
     int64_t v = 0;
-    size_t n = 0;
-    for (; text[n] != '\0'; n++) {
-        if (text[n] < '0' || text[n] > '9' || n >= 9) {
+    for (size_t n = 0; n < len; n++) {
+        if (text[n] < '0' || text[n] > '9') {
             return false;
         }
         v = v * 10 + (text[n] - '0');
     }
-    if (n == 0 || v < 1 || v > max) {
+    if (v < 1 || v > max) {
         return false;
     }
     *out = v;

@@ -190,7 +190,7 @@ int cli_parse_leading(struct cli *cli, int argc, char **argv, int *cmd_index, bo
 {
     struct option table[GLOBAL_OPTIONS_COUNT + 1];
     memcpy(table, global_options, sizeof global_options);
-    memset(&table[GLOBAL_OPTIONS_COUNT], 0, sizeof table[GLOBAL_OPTIONS_COUNT]);
+    table[GLOBAL_OPTIONS_COUNT] = (struct option){0};
     *help = false;
     opterr = 0;
     for (;;) {

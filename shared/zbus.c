@@ -162,6 +162,7 @@ static int zbus_recv_frame(struct zbus *z)
 {
     bool keep = !z->discarding && z->parts_count < ZBUS_FRAMES_MAX;
     zmq_msg_t scratch;
+    memset(&scratch, 0, sizeof scratch);
     zmq_msg_t *m = keep ? &z->parts[z->parts_count] : &scratch;
     zmq_msg_init(m);
     if (zmq_msg_recv(m, z->sock, ZMQ_DONTWAIT) < 0) {

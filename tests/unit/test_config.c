@@ -60,7 +60,7 @@ static enum config_result parse(const char *first, ...)
 static void test_defaults(void **state)
 {
     (void)state;
-    assert_int_equal(parse(NULL), CONFIG_OK);
+    assert_int_equal(parse((char *)NULL), CONFIG_OK);
     assert_int_equal(s.http_port, 8080);
     assert_string_equal(s.bank_url, "http://127.0.0.1:8081");
     assert_false(s.unsafe_no_dedupe);
@@ -70,7 +70,7 @@ static void test_flags(void **state)
 {
     (void)state;
     assert_int_equal(parse("--http-port", "9000", "--bank-url=http://x:1", "--time-scale", "0.001",
-                           "--unsafe-no-dedupe", NULL),
+                           "--unsafe-no-dedupe", (char *)NULL),
                      CONFIG_OK);
     assert_int_equal(s.http_port, 9000);
     assert_string_equal(s.bank_url, "http://x:1");
@@ -84,7 +84,7 @@ static void test_env_fallback(void **state)
     setenv("PAYLAB_TEST_HTTP_PORT", "7000", 1);
     setenv("PAYLAB_TEST_BANK_URL", "http://env:2", 1);
     setenv("PAYLAB_TEST_UNSAFE_NO_DEDUPE", "true", 1);
-    assert_int_equal(parse(NULL), CONFIG_OK);
+    assert_int_equal(parse((char *)NULL), CONFIG_OK);
     assert_int_equal(s.http_port, 7000);
     assert_string_equal(s.bank_url, "http://env:2");
     assert_true(s.unsafe_no_dedupe);
@@ -94,64 +94,64 @@ static void test_flag_wins_over_env(void **state)
 {
     (void)state;
     setenv("PAYLAB_TEST_HTTP_PORT", "7000", 1);
-    assert_int_equal(parse("--http-port", "9001", NULL), CONFIG_OK);
+    assert_int_equal(parse("--http-port", "9001", (char *)NULL), CONFIG_OK);
     assert_int_equal(s.http_port, 9001);
     /* a bad variable behind a flag is never read */
     setenv("PAYLAB_TEST_HTTP_PORT", "not-a-number", 1);
-    assert_int_equal(parse("--http-port", "9002", NULL), CONFIG_OK);
+    assert_int_equal(parse("--http-port", "9002", (char *)NULL), CONFIG_OK);
     assert_int_equal(s.http_port, 9002);
 }
 
 static void test_int_bounds(void **state)
 {
     (void)state;
-    assert_int_equal(parse("--http-port", "1", NULL), CONFIG_OK);
+    assert_int_equal(parse("--http-port", "1", (char *)NULL), CONFIG_OK);
     assert_int_equal(s.http_port, 1);
-    assert_int_equal(parse("--http-port", "65535", NULL), CONFIG_OK);
+    assert_int_equal(parse("--http-port", "65535", (char *)NULL), CONFIG_OK);
     assert_int_equal(s.http_port, 65535);
-    assert_int_equal(parse("--http-port", "0", NULL), CONFIG_ERROR);
-    assert_int_equal(parse("--http-port", "65536", NULL), CONFIG_ERROR);
-    assert_int_equal(parse("--http-port", "x", NULL), CONFIG_ERROR);
-    assert_int_equal(parse("--http-port", "80x", NULL), CONFIG_ERROR);
-    assert_int_equal(parse("--http-port", "", NULL), CONFIG_ERROR);
-    assert_int_equal(parse("--http-port", " 80", NULL), CONFIG_ERROR);
-    assert_int_equal(parse("--http-port", "99999999999999999999999", NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--http-port", "0", (char *)NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--http-port", "65536", (char *)NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--http-port", "x", (char *)NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--http-port", "80x", (char *)NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--http-port", "", (char *)NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--http-port", " 80", (char *)NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--http-port", "99999999999999999999999", (char *)NULL), CONFIG_ERROR);
     assert_int_equal(s.http_port, 65535); /* untouched by the failures */
     setenv("PAYLAB_TEST_HTTP_PORT", "70000", 1);
-    assert_int_equal(parse(NULL), CONFIG_ERROR);
+    assert_int_equal(parse((char *)NULL), CONFIG_ERROR);
 }
 
 static void test_double_bounds(void **state)
 {
     (void)state;
-    assert_int_equal(parse("--time-scale", "1000", NULL), CONFIG_OK);
-    assert_int_equal(parse("--time-scale", "1000.1", NULL), CONFIG_ERROR);
-    assert_int_equal(parse("--time-scale", "0", NULL), CONFIG_ERROR);
-    assert_int_equal(parse("--time-scale", "nan", NULL), CONFIG_ERROR);
-    assert_int_equal(parse("--time-scale", "inf", NULL), CONFIG_ERROR);
-    assert_int_equal(parse("--time-scale", "1x", NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--time-scale", "1000", (char *)NULL), CONFIG_OK);
+    assert_int_equal(parse("--time-scale", "1000.1", (char *)NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--time-scale", "0", (char *)NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--time-scale", "nan", (char *)NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--time-scale", "inf", (char *)NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--time-scale", "1x", (char *)NULL), CONFIG_ERROR);
 }
 
 static void test_bools_from_env(void **state)
 {
     (void)state;
     setenv("PAYLAB_TEST_UNSAFE_NO_DEDUPE", "1", 1);
-    assert_int_equal(parse(NULL), CONFIG_OK);
+    assert_int_equal(parse((char *)NULL), CONFIG_OK);
     assert_true(s.unsafe_no_dedupe);
     setenv("PAYLAB_TEST_UNSAFE_NO_DEDUPE", "false", 1);
-    assert_int_equal(parse(NULL), CONFIG_OK);
+    assert_int_equal(parse((char *)NULL), CONFIG_OK);
     assert_false(s.unsafe_no_dedupe);
     setenv("PAYLAB_TEST_UNSAFE_NO_DEDUPE", "yes please", 1);
-    assert_int_equal(parse(NULL), CONFIG_ERROR);
+    assert_int_equal(parse((char *)NULL), CONFIG_ERROR);
 }
 
 static void test_usage_errors(void **state)
 {
     (void)state;
-    assert_int_equal(parse("--no-such-flag", NULL), CONFIG_ERROR);
-    assert_int_equal(parse("--http-port", NULL), CONFIG_ERROR); /* value missing */
-    assert_int_equal(parse("positional", NULL), CONFIG_ERROR);
-    assert_int_equal(parse("-x", NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--no-such-flag", (char *)NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--http-port", (char *)NULL), CONFIG_ERROR); /* value missing */
+    assert_int_equal(parse("positional", (char *)NULL), CONFIG_ERROR);
+    assert_int_equal(parse("-x", (char *)NULL), CONFIG_ERROR);
 }
 
 static void test_string_too_long(void **state)
@@ -160,18 +160,18 @@ static void test_string_too_long(void **state)
     static char long_value[CONFIG_STR_BYTES_MAX + 1];
     memset(long_value, 'a', CONFIG_STR_BYTES_MAX);
     long_value[CONFIG_STR_BYTES_MAX] = '\0';
-    assert_int_equal(parse("--bank-url", long_value, NULL), CONFIG_ERROR);
+    assert_int_equal(parse("--bank-url", long_value, (char *)NULL), CONFIG_ERROR);
     long_value[CONFIG_STR_BYTES_MAX - 1] = '\0';
-    assert_int_equal(parse("--bank-url", long_value, NULL), CONFIG_OK);
+    assert_int_equal(parse("--bank-url", long_value, (char *)NULL), CONFIG_OK);
     assert_int_equal(strlen(s.bank_url), CONFIG_STR_BYTES_MAX - 1);
 }
 
 static void test_help_version(void **state)
 {
     (void)state;
-    assert_int_equal(parse("--help", NULL), CONFIG_EXIT_OK);
-    assert_int_equal(parse("--version", NULL), CONFIG_EXIT_OK);
-    assert_int_equal(parse("--http-port", "1", "--help", NULL), CONFIG_EXIT_OK);
+    assert_int_equal(parse("--help", (char *)NULL), CONFIG_EXIT_OK);
+    assert_int_equal(parse("--version", (char *)NULL), CONFIG_EXIT_OK);
+    assert_int_equal(parse("--http-port", "1", "--help", (char *)NULL), CONFIG_EXIT_OK);
     assert_int_equal(s.http_port, 8080); /* --help changes nothing */
 }
 
@@ -179,8 +179,8 @@ static void test_repeatable(void **state)
 {
     (void)state;
     /* getopt state is reset on each call: parsing twice gives the same answer */
-    assert_int_equal(parse("--http-port", "1234", NULL), CONFIG_OK);
-    assert_int_equal(parse("--http-port", "4321", NULL), CONFIG_OK);
+    assert_int_equal(parse("--http-port", "1234", (char *)NULL), CONFIG_OK);
+    assert_int_equal(parse("--http-port", "4321", (char *)NULL), CONFIG_OK);
     assert_int_equal(s.http_port, 4321);
 }
 
