@@ -238,6 +238,11 @@ static int zbus_setup(struct zbus *z, void *zctx, bool bind, int sndhwm, int rcv
     op = "setsockopt";
     if (zbus_setopt_int(z->sock, ZMQ_LINGER, 0) != PL_OK)
         goto fail;
+    /* libzmq would otherwise take in a frame of any size before we could drop it: a peer on
+     * the unauthenticated loopback port must not make us hold hundreds of megabytes. */
+    int64_t frame_bytes_max = ZBUS_FRAME_BYTES_MAX;
+    if (zmq_setsockopt(z->sock, ZMQ_MAXMSGSIZE, &frame_bytes_max, sizeof frame_bytes_max) != 0)
+        goto fail;
     if (sndhwm > 0 && zbus_setopt_int(z->sock, ZMQ_SNDHWM, sndhwm) != PL_OK)
         goto fail;
     if (rcvhwm > 0 && zbus_setopt_int(z->sock, ZMQ_RCVHWM, rcvhwm) != PL_OK)

@@ -996,12 +996,38 @@ static void api_user_insert(struct api_pending *p)
 
 static void api_user_step(struct api_pending *p);
 
+/* The bank named the owner of the account the user wants: only their own may be bound, or a
+ * new wallet user could top up from someone else's account (the mandate would be ours). */
+static void api_user_owner_checked(struct api_pending *p, const struct curlev_result *res)
+{
+    cJSON *o = json_parse_object(res->body, res->body_bytes);
+    const char *owner = NULL;
+    bool known = o != NULL && json_get_string(o, "owner", true, 64, &owner) == JSON_OK;
+    bool mine = known && strcmp(owner, p->user) == 0;
+    cJSON_Delete(o);
+    if (!known) {
+        api_user_finish_error(p, 502, "bank_error", "the bank's account answer was unreadable");
+        return;
+    }
+    if (!mine) {
+        log_warn("refused to bind another customer's bank account", "user=%s account=%s", p->user,
+                 p->bank_account);
+        api_user_finish_error(p, 403, "forbidden",
+                              "that bank account belongs to another customer: a wallet user "
+                              "can only use a bank account in their own name");
+        return;
+    }
+    p->user_step = USER_STEP_MANDATE;
+    api_user_step(p);
+}
+
 static void api_user_done(const struct curlev_result *res, void *arg)
 {
     struct api_pending *p = arg;
     assert(p->kind == PENDING_USER);
     p->xfer = NULL;
-    const char *call = p->user_step == 0 ? "account" : "mandate";
+    static const char *const calls[] = {"account", "account_owner", "mandate"};
+    const char *call = calls[p->user_step];
     char outcome[32];
     snprintf(outcome, sizeof outcome, "http_%ld", res->http_status);
     bool answered = res->outcome == CURLEV_ANSWERED;
@@ -1016,13 +1042,18 @@ static void api_user_done(const struct curlev_result *res, void *arg)
         api_user_finish_error(p, 504, "bank_timeout", "the bank did not answer in time");
     } else if (!answered) {
         api_user_finish_error(p, 502, "bank_error", "the bank closed the connection");
-    } else if (p->user_step == 0 && (res->http_status == 201 || res->http_status == 409)) {
-        p->user_step = 1; /* opened, or it existed already: reuse it */
+    } else if (p->user_step == USER_STEP_OPEN &&
+               (res->http_status == 201 || res->http_status == 409)) {
+        /* opened in this user's name, or it existed already: then whose is it? */
+        p->user_step = res->http_status == 201 ? USER_STEP_MANDATE : USER_STEP_OWNER;
         api_user_step(p);
-    } else if (p->user_step == 1 && (res->http_status == 200 || res->http_status == 201)) {
-        api_user_insert(p);
-    } else if (p->user_step == 1 && res->http_status == 404) {
+    } else if (p->user_step == USER_STEP_OWNER && res->http_status == 200) {
+        api_user_owner_checked(p, res);
+    } else if (p->user_step == USER_STEP_OWNER && res->http_status == 404) {
         api_user_finish_error(p, 422, "unknown_bank_account", "the bank has no such account");
+    } else if (p->user_step == USER_STEP_MANDATE &&
+               (res->http_status == 200 || res->http_status == 201)) {
+        api_user_insert(p);
     } else {
         log_warn("the bank refused a user-creation call", "user=%s call=%s http=%ld", p->user, call,
                  res->http_status);
@@ -1034,8 +1065,10 @@ static void api_user_step(struct api_pending *p)
 {
     struct wallet_ctx *ctx = p->ctx;
     struct bank_call call;
-    int rc = p->user_step == 0 ? bank_account_call(ctx, p->bank_account, p->user, &call)
-                               : bank_mandate_call(ctx, p->bank_account, &call);
+    int rc = p->user_step == USER_STEP_OPEN
+                 ? bank_account_call(ctx, p->bank_account, p->user, &call)
+             : p->user_step == USER_STEP_OWNER ? bank_account_get_call(ctx, p->bank_account, &call)
+                                               : bank_mandate_call(ctx, p->bank_account, &call);
     if (rc == 0)
         rc = curlev_start(ctx->curl, &call.req, api_user_done, p, &p->xfer);
     bank_call_free(&call);
@@ -1081,7 +1114,8 @@ static void api_user_create(const struct api_call *c)
         pl_strlcpy(p->bank_account, account, sizeof p->bank_account);
     if (account == NULL)
         api_default_bank_account(user, p->bank_account, sizeof p->bank_account);
-    p->user_step = account != NULL ? 1 : 0; /* a given account only needs the mandate */
+    /* a named account is not opened: its owner is checked, then the mandate recorded */
+    p->user_step = account != NULL ? USER_STEP_OWNER : USER_STEP_OPEN;
     api_user_step(p);
 done:
     cJSON_Delete(o);

@@ -131,6 +131,15 @@ int bank_account_call(const struct wallet_ctx *ctx, const char *account, const c
     return bank_call_body(call, o);
 }
 
+int bank_account_get_call(const struct wallet_ctx *ctx, const char *account, struct bank_call *call)
+{
+    char path[128];
+    int n = snprintf(path, sizeof path, "/v1/accounts/%s", account);
+    if (n < 0 || (size_t)n >= sizeof path)
+        return PL_ERANGE;
+    return bank_call_init(ctx, call, "GET", path, false);
+}
+
 int bank_mandate_call(const struct wallet_ctx *ctx, const char *account, struct bank_call *call)
 {
     int rc = bank_call_init(ctx, call, "POST", "/v1/mandates", true);

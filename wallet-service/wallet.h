@@ -300,6 +300,9 @@ int bank_void_call(const struct wallet_ctx *ctx, const char *reference, struct b
 int bank_account_call(const struct wallet_ctx *ctx, const char *account, const char *owner,
                       struct bank_call *call);
 int bank_mandate_call(const struct wallet_ctx *ctx, const char *account, struct bank_call *call);
+/* GET {bank}/v1/accounts/{account}: who owns an account the user names (may reuse a connection). */
+int bank_account_get_call(const struct wallet_ctx *ctx, const char *account,
+                          struct bank_call *call);
 void bank_call_free(struct bank_call *call);
 /* Classifies the answer to a payment, status query or void for t (DESIGN §4). */
 void bank_classify(const struct curlev_result *res, const struct ledger_txn *t,
@@ -430,8 +433,12 @@ struct api_pending {
     char phone[WALLET_PHONE_CHARS_MAX * 4 + 1];
     bool has_phone;
     char bank_account[WALLET_BANK_ACCOUNT_CHARS_MAX + 1];
-    int user_step; /* 0 opening the account, 1 mandate */
+    int user_step; /* USER_STEP_OPEN, USER_STEP_OWNER or USER_STEP_MANDATE */
 };
+
+/* The bank calls of POST /v1/users, in order. A named or already existing account is first
+ * checked for its owner: a wallet user may only bind a bank account in their own name. */
+enum { USER_STEP_OPEN = 0, USER_STEP_OWNER = 1, USER_STEP_MANDATE = 2 };
 
 struct idem_set {
     char keys[WALLET_IDEM_SET_SLOTS][IDEM_KEY_CHARS_MAX + 1]; /* "" = free slot */

@@ -97,6 +97,46 @@ static void test_p2p(void **state)
     e2e_finish(e);
 }
 
+/* A wallet user may bind only a bank account in their own name: neither naming alice's
+ * account nor a handle whose default account name already belongs to alice gets a mandate
+ * on it, so nobody can top up from HDFC-ALICE but alice. */
+static void test_foreign_bank_account(void **state)
+{
+    struct e2e *e = *state;
+    struct e2e_resp r;
+    e2e_start(e, NULL);
+    e2e_user_add(e, "alice");
+    int64_t users = e2e_wallet_db_int(e, "SELECT count(*) FROM users", NULL);
+
+    e2e_wallet(e, "POST", "/v1/users", "{\"user\":\"mallory\",\"bank_account\":\"HDFC-ALICE\"}",
+               NULL, &r);
+    e2e_expect(&r, 403, "forbidden");
+    e2e_resp_free(&r);
+    e2e_wallet(e, "POST", "/v1/users", "{\"user\":\"carol\",\"bank_account\":\"HDFC-NOBODY\"}",
+               NULL, &r);
+    e2e_expect(&r, 422, "unknown_bank_account");
+    e2e_resp_free(&r);
+    assert_int_equal(e2e_wallet_db_int(e, "SELECT count(*) FROM users", NULL), users);
+
+    /* An account opened at the bank in dave's name may be bound by the wallet user dave. */
+    e2e_bank(e, "POST", "/v1/accounts",
+             "{\"id\":\"SBI-DAVE\",\"owner\":\"dave\",\"opening_minor\":7000}", e->api_key, &r);
+    e2e_expect(&r, 201, NULL);
+    e2e_resp_free(&r);
+    e2e_wallet(e, "POST", "/v1/users", "{\"user\":\"dave\",\"bank_account\":\"SBI-DAVE\"}", NULL,
+               &r);
+    e2e_expect(&r, 201, NULL);
+    e2e_resp_free(&r);
+    assert_int_equal(e2e_topup(e, "dave", 7000, "sync", NULL, &r), 200);
+    e2e_resp_free(&r);
+    assert_int_equal(e2e_bank_balance(e, "SBI-DAVE"), 0);
+    assert_int_equal(e2e_bank_balance(e, "HDFC-ALICE"), OPENING_MINOR);
+    e2e_wallet(e, "GET", "/v1/users/mallory", NULL, NULL, &r);
+    assert_int_equal(r.status, 404);
+    e2e_resp_free(&r);
+    e2e_finish(e);
+}
+
 /* bob withdraws 5000 to HDFC-BOB; more than his balance is refused before the bank. */
 static void test_withdrawal(void **state)
 {
@@ -238,6 +278,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_sync_topup, e2e_setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_p2p, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_bank_account, e2e_setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_withdrawal, e2e_setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_bank_declines, e2e_setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_withdrawal_expired_hold_returned, e2e_setup,
