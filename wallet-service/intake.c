@@ -492,5 +492,19 @@ int intake_prune(struct db *db, int64_t cutoff_ms, int *deleted_out)
         return rc;
     }
     *deleted_out = sqlite3_changes(db->handle);
+    /* Unmatched webhooks (signed, but for no reference of ours) age out the same way. */
+    st = db_stmt(db, "DELETE FROM webhooks_unmatched WHERE rowid IN (SELECT rowid FROM "
+                     "webhooks_unmatched WHERE received_at_ms < ?1 LIMIT ?2)");
+    rc = st != NULL ? 0 : PL_EDB;
+    if (rc == 0) {
+        sqlite3_bind_int64(st, 1, cutoff_ms);
+        sqlite3_bind_int(st, 2, WEBHOOKS_PRUNE_BATCH);
+        rc = db_exec_stmt(st);
+    }
+    if (rc != 0) {
+        db_rollback(db);
+        return rc;
+    }
+    *deleted_out += sqlite3_changes(db->handle);
     return db_commit(db);
 }
