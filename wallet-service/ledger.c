@@ -51,7 +51,7 @@ static const char ledger_migration_2[] =
     "CREATE INDEX idempotency_keys_by_txn ON idempotency_keys (transaction_id);";
 
 /* Migration 3: the asynchronous path (DESIGN section 7-9). outbox.c, events.c and intake.c own
- * the statements on these tables; docs/notes-wallet.md explains each column.
+ * the statements on these tables; docs/ledger.md explains each column.
  * - webhooks_seen: one row per webhook-id applied (any result but retry), kept 3 days.
  * - webhooks_unmatched: signed webhooks naming no transaction of ours, kept for people.
  * - outbox: async bank requests as the exact bytes to send; `done` 0 due, 1 accepted by the

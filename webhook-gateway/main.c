@@ -70,7 +70,7 @@ static enum config_result gateway_flags(struct gateway_config *cfg, int argc, ch
 {
     const struct config_opt opts[] = {
         {"http-port", CONFIG_INT, &cfg->http_port, 1, 65535,
-         "HTTP port: POST /v1/webhooks/bank, /healthz, /metrics"},
+         "HTTP port: POST /v1/webhooks/bank, the dashboard (/), /config.json, /healthz, /metrics"},
         {"ws-port", CONFIG_INT, &cfg->ws_port, 1, 65535, "WebSocket port (GET /ws)"},
         {"bind", CONFIG_STR, cfg->bind, 0, 0, "address to listen on (loopback by default)"},
         {"data-dir", CONFIG_STR, cfg->data_dir, 0, 0, "holds secrets/ (webhook_secret)"},

@@ -87,7 +87,7 @@
 #define HUB_SUB_HWM 10000
 /* Entries of one sys.heads read (the wallet sends at most 1000). */
 #define HUB_HEADS_USERS_MAX 10000
-/* The wallet's epoch is 32 hex characters; anything up to this is accepted. */
+/* The wallet's epoch is 24 hex characters; anything up to this is accepted. */
 #define HUB_EPOCH_BYTES_MAX 64
 /* `after` is passed to the wallet, which takes at most 15 digits. */
 #define HUB_AFTER_MAX 999999999999999LL
