@@ -433,7 +433,7 @@ static void add_ws_wait(cJSON *t, const struct wait_ws *ws, const struct wait_ws
     cJSON_AddNumberToObject(wait, "elapsed_ms", (double)elapsed_ms);
     if (f->final) {
         cJSON_AddNumberToObject(wait, "event_seq", (double)f->seq);
-        cJSON_AddNumberToObject(wait, "push_us", (double)f->push_us);
+        json_add_int64(wait, "push_us", f->push_us);
     }
     cJSON_AddNumberToObject(wait, "first_http_status", (double)first_http_status);
 }

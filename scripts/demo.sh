@@ -72,13 +72,20 @@ wait_ready() { # url
 
 say "Starting bank-service (:8081), wallet-service (:8080) and two webhook gateways (:8082, :8084)"
 notify=http://127.0.0.1:8082/v1/webhooks/bank,http://127.0.0.1:8084/v1/webhooks/bank
-bank-service --data-dir var --seed 1 --time-scale 0.001 2>>var/log/bank.log & pids+=($!)
+# Both dashboards (:8082 and :8084) may call the wallet and the bank's fault API and open
+# either gateway's WebSocket, so a page fails over from one gateway to the other.
+origins=http://127.0.0.1:8082,http://localhost:8082,http://127.0.0.1:8084,http://localhost:8084
+bank-service --data-dir var --seed 1 --time-scale 0.001 --allowed-origin "$origins" \
+  2>>var/log/bank.log & pids+=($!)
 wait_ready http://127.0.0.1:8081
-wallet-service --data-dir var --notify-url "$notify" 2>>var/log/wallet.log & pids+=($!)
+wallet-service --data-dir var --notify-url "$notify" --allowed-origin "$origins" \
+  2>>var/log/wallet.log & pids+=($!)
 wait_ready http://127.0.0.1:8080
 webhook-gateway --data-dir var --http-port 8082 --ws-port 8083 --peer-ws ws://127.0.0.1:8085/ws \
+  --allowed-origin "$origins" \
   2>>var/log/gateway-1.log & pids+=($!)
 webhook-gateway --data-dir var --http-port 8084 --ws-port 8085 --peer-ws ws://127.0.0.1:8083/ws \
+  --allowed-origin "$origins" \
   2>>var/log/gateway-2.log & pids+=($!)
 wait_ready http://127.0.0.1:8082
 wait_ready http://127.0.0.1:8084

@@ -7,6 +7,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,4 +180,11 @@ char *json_print(const cJSON *obj)
 {
     assert(obj != NULL);
     return cJSON_PrintUnformatted(obj);
+}
+
+cJSON *json_add_int64(cJSON *obj, const char *key, int64_t v)
+{
+    char text[24]; /* "-9223372036854775808" + NUL */
+    snprintf(text, sizeof text, "%lld", (long long)v);
+    return cJSON_AddRawToObject(obj, key, text);
 }

@@ -31,6 +31,11 @@ enum json_status json_get_string(const cJSON *obj, const char *key, bool require
 enum json_status json_get_int64(const cJSON *obj, const char *key, bool required, int64_t *out);
 enum json_status json_get_bool(const cJSON *obj, const char *key, bool required, bool *out);
 
+/* Adds key: v as an exact JSON integer. cJSON stores numbers as doubles and prints them with
+ * 15 significant digits, so a microsecond timestamp (16 digits) would come out as
+ * 1.79564715914266e+15; this writes the decimal text instead. NULL on allocation failure. */
+cJSON *json_add_int64(cJSON *obj, const char *key, int64_t v);
+
 /* Prints obj compactly into a new string; caller free()s. NULL on allocation failure. */
 char *json_print(const cJSON *obj);
 

@@ -953,12 +953,22 @@ static const struct {
     const char *reason;
     const char *body;
 } ws_answers[] = {
-    {400, "Bad Request", "{\"error\":\"bad_request\"}"},
-    {403, "Forbidden", "{\"error\":\"origin_not_allowed\"}"},
-    {404, "Not Found", "{\"error\":\"not_found\"}"},
-    {408, "Request Timeout", "{\"error\":\"timeout\"}"},
-    {426, "Upgrade Required", "{\"error\":\"websocket_version\"}"},
-    {503, "Service Unavailable", "{\"error\":\"too_many_connections\"}"},
+    {400, "Bad Request",
+     "{\"error\":{\"code\":\"bad_request\",\"message\":\"the request is not a valid WebSocket "
+     "upgrade\"}}"},
+    {403, "Forbidden",
+     "{\"error\":{\"code\":\"origin_not_allowed\",\"message\":\"this Origin may not open a "
+     "WebSocket here (see --allowed-origin)\"}}"},
+    {404, "Not Found",
+     "{\"error\":{\"code\":\"not_found\",\"message\":\"the WebSocket endpoint is /ws\"}}"},
+    {408, "Request Timeout",
+     "{\"error\":{\"code\":\"timeout\",\"message\":\"the handshake did not complete in time\"}}"},
+    {426, "Upgrade Required",
+     "{\"error\":{\"code\":\"websocket_version\",\"message\":\"only WebSocket version 13 is "
+     "supported\"}}"},
+    {503, "Service Unavailable",
+     "{\"error\":{\"code\":\"too_many_connections\",\"message\":\"the gateway holds its maximum "
+     "number of connections; retry later\"}}"},
 };
 
 static void pending_free(struct ws_pending *p)

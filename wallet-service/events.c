@@ -78,7 +78,7 @@ static char *events_json(const struct wallet_ctx *ctx, const struct ledger_txn *
         cJSON_AddStringToObject(tx, "status", txn_status_name(t->status));
         cJSON_AddNumberToObject(tx, "amount_minor", (double)t->amount_minor);
     }
-    cJSON_AddNumberToObject(o, "ts_us", (double)ts_us);
+    json_add_int64(o, "ts_us", ts_us);
     if (t->traceparent[0] != '\0') {
         cJSON_AddStringToObject(o, "traceparent", t->traceparent);
     } else {

@@ -531,7 +531,7 @@ static char *webhooks_relay_json(struct evhttp_request *req, const char *body, s
         ok = cJSON_AddStringToObject(o, "traceparent", tp) != NULL;
     else if (ok)
         ok = cJSON_AddNullToObject(o, "traceparent") != NULL;
-    ok = ok && cJSON_AddNumberToObject(o, "received_at_us", (double)received_at_us) != NULL;
+    ok = ok && json_add_int64(o, "received_at_us", received_at_us) != NULL;
     ok = ok && cJSON_AddStringToObject(o, "body", body_copy) != NULL;
     char *text = ok ? json_print(o) : NULL;
     cJSON_Delete(o);

@@ -791,7 +791,7 @@ static void test_handshake_answers(void **state)
         {REQ_LINE H_HOST H_UPGRADE H_CONN H_KEY H_VER "Origin: http://localhost:8082\r\n\r\n", 101,
          "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"},
         {REQ_LINE H_HOST H_UPGRADE H_CONN H_KEY H_VER "Origin: http://evil.example\r\n\r\n", 403,
-         "{\"error\":\"origin_not_allowed\"}"},
+         "{\"error\":{\"code\":\"origin_not_allowed\","},
         {"GET /other HTTP/1.1\r\n" H_HOST H_UPGRADE H_CONN H_KEY H_VER "\r\n", 404, NULL},
     };
     for (size_t i = 0; i < PL_ARRAY_LEN(cases); i++)
