@@ -9,99 +9,24 @@
 //     An async top-up settles through it, and the library accepted every webhook.
 //
 // The test starts bank-service, wallet-service and webhook-gateway itself from
-// $PAYLAB_BIN_DIR on free loopback ports in a temporary data dir, and stops them at the end.
-// Every wait polls a condition with a deadline.
+// $PAYLAB_BIN_DIR on free loopback ports in a temporary data dir, and stops them at the end
+// (cluster.mjs). Every wait polls a condition with a deadline.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import fs from "node:fs";
 import http from "node:http";
-import net from "node:net";
-import os from "node:os";
-import path from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
 import { Webhook } from "standardwebhooks";
+import { Cluster, freePorts, waitFor, zmqArgs } from "./cluster.mjs";
 
-const BIN_DIR = process.env.PAYLAB_BIN_DIR;
-const READY_TIMEOUT_MS = 10000;
 const SETTLE_TIMEOUT_MS = 15000;
-const STOP_TIMEOUT_MS = 10000;
-const POLL_MS = 20;
 // Webhook headers the bank sends and the receiver forwards.
 const FORWARDED = ["webhook-id", "webhook-timestamp", "webhook-signature", "traceparent", "content-type"];
 
-let dir;
-const procs = [];
+let cluster;
 let receiver;
 const received = []; // {id, type, reference, verified, error, status}
-const env = {};
 let ports;
 let secret;
-
-// Binds n loopback sockets to port 0 at once (so the ports differ), reads them, closes them.
-async function freePorts(n) {
-  const servers = await Promise.all(
-    Array.from({ length: n }, () =>
-      new Promise((resolve, reject) => {
-        const s = net.createServer();
-        s.once("error", reject);
-        s.listen(0, "127.0.0.1", () => resolve(s));
-      }),
-    ),
-  );
-  const result = servers.map((s) => s.address().port);
-  await Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve))));
-  return result;
-}
-
-// Polls fn() every POLL_MS until it returns a truthy value or timeoutMs passes.
-async function waitFor(what, fn, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value) return value;
-    if (Date.now() >= deadline) throw new Error(`timed out after ${timeoutMs} ms: ${what}`);
-    await delay(POLL_MS);
-  }
-}
-
-async function get(url) {
-  try {
-    return await fetch(url, { signal: AbortSignal.timeout(2000) });
-  } catch {
-    return null;
-  }
-}
-
-// Starts bin_dir/name with args, stdout and stderr into <dir>/<log>.log; waits for /healthz.
-async function start(name, log, httpPort, args) {
-  const out = fs.openSync(path.join(dir, `${log}.log`), "a");
-  const child = spawn(path.join(BIN_DIR, name), args, { env, stdio: ["ignore", out, out] });
-  fs.closeSync(out);
-  const proc = { name, child, exited: false };
-  child.on("exit", () => {
-    proc.exited = true;
-  });
-  procs.push(proc);
-  await waitFor(`${name} ready`, async () => {
-    if (proc.exited) throw new Error(`${name} exited before it was ready; see ${dir}/${log}.log`);
-    const r = await get(`http://127.0.0.1:${httpPort}/healthz`);
-    return r !== null && r.status === 200;
-  }, READY_TIMEOUT_MS);
-}
-
-async function stopAll() {
-  for (const proc of procs.reverse()) {
-    if (proc.exited) continue;
-    proc.child.kill("SIGTERM");
-    try {
-      await waitFor(`${proc.name} stopped`, () => proc.exited, STOP_TIMEOUT_MS);
-    } catch {
-      proc.child.kill("SIGKILL");
-    }
-  }
-}
 
 function readBody(req) {
   return new Promise((resolve, reject) => {
@@ -146,9 +71,7 @@ async function onWebhook(req, res) {
 }
 
 before(async () => {
-  assert.ok(BIN_DIR, "set PAYLAB_BIN_DIR to the folder holding bank-service, wallet-service and webhook-gateway");
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith("PAYLAB_")) env[k] = v;
-  dir = fs.mkdtempSync(path.join(os.tmpdir(), "paylab-interop-"));
+  cluster = new Cluster();
   const [bank, wallet, router, pub, gatewayHttp, gatewayWs] = await freePorts(6);
   ports = { bank, wallet, router, pub, gatewayHttp, gatewayWs };
   receiver = http.createServer((req, res) => {
@@ -156,27 +79,27 @@ before(async () => {
   });
   await new Promise((resolve) => receiver.listen(0, "127.0.0.1", resolve));
   const notifyUrl = `http://127.0.0.1:${receiver.address().port}/v1/webhooks/bank`;
-  const zmq = ["--zmq-router", `tcp://127.0.0.1:${router}`, "--zmq-pub", `tcp://127.0.0.1:${pub}`];
+  const zmq = zmqArgs(router, pub);
+  const dir = cluster.dir;
 
-  await start("bank-service", "bank", bank, [
+  await cluster.start("bank-service", "bank", bank, [
     "--http-port", `${bank}`, "--data-dir", dir, "--seed", "1", "--time-scale", "0.001",
   ]);
-  secret = fs.readFileSync(path.join(dir, "secrets", "webhook_secret"), "utf8").trim();
+  secret = cluster.secret("webhook_secret");
   assert.match(secret, /^whsec_/);
-  await start("wallet-service", "wallet", wallet, [
+  await cluster.start("wallet-service", "wallet", wallet, [
     "--http-port", `${wallet}`, "--data-dir", dir, "--bank-url", `http://127.0.0.1:${bank}`,
     "--notify-url", notifyUrl, ...zmq, "--reconcile-ms", "100", "--pending-grace-ms", "15000",
   ]);
-  await start("webhook-gateway", "gateway", gatewayHttp, [
+  await cluster.start("webhook-gateway", "gateway", gatewayHttp, [
     "--http-port", `${gatewayHttp}`, "--ws-port", `${gatewayWs}`, "--data-dir", dir,
     "--wallet-url", `http://127.0.0.1:${wallet}`, ...zmq,
   ]);
 });
 
 after(async () => {
-  await stopAll();
+  if (cluster) await cluster.stop();
   if (receiver) await new Promise((resolve) => receiver.close(resolve));
-  if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
 // A webhook body as the bank sends it, for a reference the wallet has never seen.
