@@ -160,19 +160,7 @@ int outbox_next_due(struct db *db, int64_t *at_ms)
 {
     sqlite3_stmt *s = db_stmt(db, "SELECT min(next_attempt_at_ms) FROM webhook_deliveries "
                                   "WHERE status = 'pending' AND leased = 0");
-    if (s == NULL) {
-        return PL_EDB;
-    }
-    int rc = sqlite3_step(s);
-    bool found = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
-    if (found) {
-        *at_ms = sqlite3_column_int64(s, 0);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_ROW) {
-        return db_rc(rc);
-    }
-    return found ? PL_OK : PL_ENOTFOUND;
+    return s != NULL ? db_query_int64(s, at_ms) : PL_EDB;
 }
 
 int outbox_due(struct db *db, int64_t now_ms, int64_t *ids, size_t cap, size_t *count)

@@ -658,19 +658,7 @@ int payments_next_due(struct db *db, int64_t *execute_at_ms)
 {
     sqlite3_stmt *s = db_stmt(db, "SELECT min(execute_at_ms) FROM payments "
                                   "WHERE status = 'processing'");
-    if (s == NULL) {
-        return PL_EDB;
-    }
-    int rc = sqlite3_step(s);
-    bool found = rc == SQLITE_ROW && sqlite3_column_type(s, 0) != SQLITE_NULL;
-    if (found) {
-        *execute_at_ms = sqlite3_column_int64(s, 0);
-    }
-    sqlite3_reset(s);
-    if (rc != SQLITE_ROW) {
-        return db_rc(rc);
-    }
-    return found ? PL_OK : PL_ENOTFOUND;
+    return s != NULL ? db_query_int64(s, execute_at_ms) : PL_EDB;
 }
 
 int payments_due(struct db *db, int64_t now_ms, char (*ids)[ID_BYTES_MAX], size_t cap,

@@ -258,3 +258,16 @@ void db_column_copy(sqlite3_stmt *stmt, int col, char *out, size_t cap)
     const unsigned char *text = sqlite3_column_text(stmt, col);
     pl_strlcpy(out, text != NULL ? (const char *)text : "", cap);
 }
+
+int db_query_int64(sqlite3_stmt *stmt, int64_t *out)
+{
+    assert(stmt != NULL);
+    int rc = sqlite3_step(stmt);
+    bool found = rc == SQLITE_ROW && sqlite3_column_type(stmt, 0) != SQLITE_NULL;
+    if (found)
+        *out = sqlite3_column_int64(stmt, 0);
+    sqlite3_reset(stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return db_rc(rc);
+    return found ? PL_OK : PL_ENOTFOUND;
+}

@@ -7,6 +7,7 @@
 
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stddef.h>
 
 /* A statement cache this size holds every statement a service uses. */
@@ -51,6 +52,10 @@ int db_rc(int sqlite_rc);
 int db_exec_stmt(sqlite3_stmt *stmt);
 /* Binds text (SQLITE_TRANSIENT) or NULL when s is NULL. */
 int db_bind_text(sqlite3_stmt *stmt, int index, const char *s);
+/* Steps a prepared, bound statement that yields one integer column in one row (a count, a
+ * min(), a max()) and resets it. 0 with *out set; PL_ENOTFOUND when there is no row or the
+ * value is NULL (min() over nothing); PL_EBUSY / PL_EDB otherwise. */
+int db_query_int64(sqlite3_stmt *stmt, int64_t *out);
 /* Copies column text into out (empty string for NULL). */
 void db_column_copy(sqlite3_stmt *stmt, int col, char *out, size_t cap);
 

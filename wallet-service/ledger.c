@@ -168,26 +168,22 @@ static int ledger_bootstrap(struct db *db, int64_t now_ms)
     db_bind_text(st, 1, epoch);
     if (db_exec_stmt(st) != 0)
         goto fail;
-    st = db_stmt(db,
-                 "INSERT OR IGNORE INTO accounts (id, kind, owner, balance_minor, created_at_ms) "
-                 "VALUES (?1, ?2, NULL, 0, ?3)");
-    if (st == NULL)
-        goto fail;
-    db_bind_text(st, 1, LEDGER_ACCOUNT_BANK);
-    db_bind_text(st, 2, "external");
-    sqlite3_bind_int64(st, 3, now_ms);
-    if (db_exec_stmt(st) != 0)
-        goto fail;
-    st = db_stmt(db,
-                 "INSERT OR IGNORE INTO accounts (id, kind, owner, balance_minor, created_at_ms) "
-                 "VALUES (?1, ?2, NULL, 0, ?3)");
-    if (st == NULL)
-        goto fail;
-    db_bind_text(st, 1, LEDGER_ACCOUNT_PAYOUTS);
-    db_bind_text(st, 2, "payouts");
-    sqlite3_bind_int64(st, 3, now_ms);
-    if (db_exec_stmt(st) != 0)
-        goto fail;
+    static const char *const system_accounts[][2] = {
+        {LEDGER_ACCOUNT_BANK, "external"},
+        {LEDGER_ACCOUNT_PAYOUTS, "payouts"},
+    };
+    for (size_t i = 0; i < PL_ARRAY_LEN(system_accounts); i++) {
+        st = db_stmt(
+            db, "INSERT OR IGNORE INTO accounts (id, kind, owner, balance_minor, created_at_ms) "
+                "VALUES (?1, ?2, NULL, 0, ?3)");
+        if (st == NULL)
+            goto fail;
+        db_bind_text(st, 1, system_accounts[i][0]);
+        db_bind_text(st, 2, system_accounts[i][1]);
+        sqlite3_bind_int64(st, 3, now_ms);
+        if (db_exec_stmt(st) != 0)
+            goto fail;
+    }
     return db_commit(db);
 fail:
     db_rollback(db);

@@ -208,6 +208,22 @@ static void test_column_copy(void **state)
     sqlite3_reset(st);
 }
 
+static void test_query_int64(void **state)
+{
+    struct fixture *f = *state;
+    int64_t v = -1;
+    sqlite3_stmt *min = db_stmt(&f->db, "SELECT min(n) FROM t");
+    assert_int_equal(db_query_int64(min, &v), PL_ENOTFOUND); /* min() over no rows is NULL */
+    assert_int_equal(v, -1);
+    assert_int_equal(insert(&f->db, "a", 7), PL_OK);
+    assert_int_equal(insert(&f->db, "b", 3), PL_OK);
+    assert_int_equal(db_query_int64(db_stmt(&f->db, "SELECT min(n) FROM t"), &v), PL_OK);
+    assert_int_equal(v, 3);
+    sqlite3_stmt *none = db_stmt(&f->db, "SELECT n FROM t WHERE name = 'zz'");
+    assert_int_equal(db_query_int64(none, &v), PL_ENOTFOUND); /* no row at all */
+    assert_int_equal(v, 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -215,6 +231,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_migrate_idempotent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_failure_rolls_back, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stmt_cache, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_query_int64, setup, teardown),
         cmocka_unit_test_setup_teardown(test_begin_commit_rollback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_constraints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
