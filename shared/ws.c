@@ -1428,7 +1428,11 @@ static void dial_on_read(struct bufferevent *bev, void *arg)
         return;
     }
     evbuffer_drain(in, head_bytes);
-    bufferevent_set_timeouts(bev, NULL, NULL);
+    /* The server pings every WS_PING_INTERVAL_S: a client that hears nothing for longer than
+     * the server's own patience is talking to a frozen peer (a stopped process keeps the TCP
+     * connection open). The read timeout ends it as 1006, so the caller can fail over. */
+    struct timeval silent = {.tv_sec = WS_PING_INTERVAL_S * (WS_PONGS_MISSED_MAX + 1)};
+    bufferevent_set_timeouts(bev, &silent, NULL);
     struct ws_client_callbacks cb = d->cb;
     void *user_arg = d->arg;
     struct event_base *base = d->base;
