@@ -218,6 +218,13 @@ static int64_t outbox_backoff_ms(int64_t attempts)
     return d / 2 + (int64_t)(r % (uint32_t)(d / 2 + 1));
 }
 
+/* The database could not record a send's outcome: the row stays due, and every send waits
+ * OUTBOX_BUSY_PAUSE_MS instead of repeating requests whose results cannot be kept. */
+static void outbox_pause(struct wallet_ctx *ctx, int64_t now_ms)
+{
+    ctx->outbox_paused_until_ms = now_ms + OUTBOX_BUSY_PAUSE_MS;
+}
+
 /* The row goes on: one more failed attempt, the next one after a backoff. */
 static void outbox_retry(struct outbox_slot *s, const struct ledger_txn *t, const char *why)
 {
@@ -232,18 +239,23 @@ static void outbox_retry(struct outbox_slot *s, const struct ledger_txn *t, cons
     bool timeline =
         attempts <= OUTBOX_LOG_ATTEMPTS_ALL || attempts % OUTBOX_LOG_ATTEMPTS_EVERY == 0;
     int rc = db_begin(&ctx->db);
-    if (rc != 0)
-        return; /* busy: the row is still due, the next tick sends it again */
+    if (rc != 0) {
+        outbox_pause(ctx, now_ms);
+        return;
+    }
     rc = outbox_row_update(&ctx->db, s->row_id, OUTBOX_DUE, attempts, now_ms + delay_ms, why,
                            now_ms);
     if (rc == 0 && timeline)
         rc = ledger_log(&ctx->db, t->id, now_ms, "bank_retry", t->status, reason);
     if (rc != 0) {
         db_rollback(&ctx->db);
+        outbox_pause(ctx, now_ms);
         return;
     }
-    if (db_commit(&ctx->db) != 0)
+    if (db_commit(&ctx->db) != 0) {
+        outbox_pause(ctx, now_ms);
         return;
+    }
     log_info("outbox will retry", "txn=%s trace=%s attempt=%lld delay_ms=%lld why=\"%s\"", t->id,
              t->traceparent, (long long)attempts, (long long)delay_ms, why);
 }
@@ -262,8 +274,10 @@ static void outbox_accepted(struct outbox_slot *s, const struct ledger_txn *t,
              (long long)(s->attempts + 1), (long long)a->elapsed_ms);
     bool changed = false;
     int rc = db_begin(&ctx->db);
-    if (rc != 0)
+    if (rc != 0) {
+        outbox_pause(ctx, now_ms);
         return;
+    }
     rc = outbox_row_update(&ctx->db, s->row_id, OUTBOX_ACCEPTED, s->attempts + 1, now_ms, NULL,
                            now_ms);
     if (rc == 0 && a->payment_id[0] != '\0')
@@ -272,10 +286,13 @@ static void outbox_accepted(struct outbox_slot *s, const struct ledger_txn *t,
         rc = ledger_log(&ctx->db, t->id, now_ms, "bank_accepted", t->status, reason);
     if (rc != 0) {
         db_rollback(&ctx->db);
+        outbox_pause(ctx, now_ms);
         return;
     }
-    if (db_commit(&ctx->db) != 0)
+    if (db_commit(&ctx->db) != 0) {
+        outbox_pause(ctx, now_ms);
         return;
+    }
     log_info("bank accepted the payment (processing)", "txn=%s trace=%s payment=%s attempts=%lld",
              t->id, t->traceparent, a->payment_id, (long long)(s->attempts + 1));
 }
@@ -295,8 +312,10 @@ static void outbox_final(struct outbox_slot *s, const struct ledger_txn *t,
     };
     struct ledger_txn now;
     bool changed = false;
-    if (settle_apply(s->ctx, t->id, &o, &now, &changed) != 0)
+    if (settle_apply(s->ctx, t->id, &o, &now, &changed) != 0) {
         log_warn("outbox could not settle a final answer; the row is re-sent", "txn=%s", t->id);
+        outbox_pause(s->ctx, pl_now_ms());
+    }
 }
 
 /* Why a send did not end its row, in a few words for the timeline and last_error. */
@@ -425,7 +444,7 @@ static bool outbox_start_row(struct wallet_ctx *ctx, sqlite3_stmt *st)
 /* Starts sends for due rows, oldest schedule first, while slots are free. */
 static void outbox_send_due(struct wallet_ctx *ctx, int64_t now_ms)
 {
-    if (ctx->outbox_inflight >= OUTBOX_INFLIGHT_MAX)
+    if (ctx->outbox_inflight >= OUTBOX_INFLIGHT_MAX || now_ms < ctx->outbox_paused_until_ms)
         return;
     sqlite3_stmt *st =
         db_stmt(&ctx->db, "SELECT id, transaction_id, path, headers, body, attempts "

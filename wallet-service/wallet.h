@@ -56,6 +56,9 @@ struct zbus;
 #define OUTBOX_INFLIGHT_MAX 32
 /* How often the outbox looks for due rows (a fresh row is sent at once, without waiting). */
 #define OUTBOX_TICK_MS 50
+/* When the database is too busy to record an attempt's outcome, sending more would only
+ * repeat requests whose results cannot be kept: all sends pause this long. */
+#define OUTBOX_BUSY_PAUSE_MS 1000
 /* Retry delays: the first retry after about OUTBOX_BACKOFF_MIN_MS, doubling per attempt, never
  * above OUTBOX_BACKOFF_MAX_MS; each delay is jittered into [delay/2, delay]. */
 #define OUTBOX_BACKOFF_MIN_MS 100
@@ -484,6 +487,7 @@ struct wallet_ctx {
     struct event *outbox_now;   /* event_active'd by outbox_kick */
     struct outbox_slot outbox[OUTBOX_INFLIGHT_MAX];
     size_t outbox_inflight;
+    int64_t outbox_paused_until_ms; /* wall clock; 0 = not paused (OUTBOX_BUSY_PAUSE_MS) */
     /* events.c */
     struct event *events_flush; /* event_active'd by events_kick */
     struct event *events_mark_timer;
