@@ -1592,42 +1592,34 @@ static void api_wrong_method(const struct api_call *c, const char *allow)
 }
 
 /* Routes under /v1/users/{user}; false when the path is not one of them. */
+/* The per-user endpoints: /v1/users/{user}<suffix>, one method each. */
+static const struct {
+    const char *suffix;
+    const char *route; /* metrics label */
+    enum evhttp_cmd_type method;
+    const char *allow;
+    void (*handler)(const struct api_call *c, const char *user);
+} api_user_routes[] = {
+    {"", "/v1/users/{user}", EVHTTP_REQ_GET, "GET", api_user_get},
+    {"/ws-token", "/v1/users/{user}/ws-token", EVHTTP_REQ_POST, "POST", api_ws_token},
+    {"/transactions", "/v1/users/{user}/transactions", EVHTTP_REQ_GET, "GET", api_user_txns},
+    {"/events", "/v1/users/{user}/events", EVHTTP_REQ_GET, "GET", api_user_events},
+};
+
 static bool api_route_user(struct api_call *c, const char *path, enum evhttp_cmd_type m)
 {
     char user[USER_HANDLE_CHARS_MAX + 1];
     const char *rest = NULL;
     if (!api_split_user(path, user, sizeof user, &rest))
         return false;
-    if (rest[0] == '\0') {
-        c->route = "/v1/users/{user}";
-        if (m == EVHTTP_REQ_GET)
-            api_user_get(c, user);
-        if (m != EVHTTP_REQ_GET)
-            api_wrong_method(c, "GET");
-        return true;
-    }
-    if (strcmp(rest, "/ws-token") == 0) {
-        c->route = "/v1/users/{user}/ws-token";
-        if (m == EVHTTP_REQ_POST)
-            api_ws_token(c, user);
-        if (m != EVHTTP_REQ_POST)
-            api_wrong_method(c, "POST");
-        return true;
-    }
-    if (strcmp(rest, "/transactions") == 0) {
-        c->route = "/v1/users/{user}/transactions";
-        if (m == EVHTTP_REQ_GET)
-            api_user_txns(c, user);
-        if (m != EVHTTP_REQ_GET)
-            api_wrong_method(c, "GET");
-        return true;
-    }
-    if (strcmp(rest, "/events") == 0) {
-        c->route = "/v1/users/{user}/events";
-        if (m == EVHTTP_REQ_GET)
-            api_user_events(c, user);
-        if (m != EVHTTP_REQ_GET)
-            api_wrong_method(c, "GET");
+    for (size_t i = 0; i < PL_ARRAY_LEN(api_user_routes); i++) {
+        if (strcmp(rest, api_user_routes[i].suffix) != 0)
+            continue;
+        c->route = api_user_routes[i].route;
+        if (m == api_user_routes[i].method)
+            api_user_routes[i].handler(c, user);
+        else
+            api_wrong_method(c, api_user_routes[i].allow);
         return true;
     }
     return false;
