@@ -1,4 +1,4 @@
-/* faults.h: the bank's injected faults (DESIGN §5) and the deterministic decisions behind
+/* faults.h: the bank's injected faults (docs/api.md) and the deterministic decisions behind
  * them. Every decision is a pure function of (seed, reference, attempt, fault name), so a lab
  * run with the same --seed repeats whatever the interleaving of requests. */
 #ifndef PAYLAB_BANK_FAULTS_H

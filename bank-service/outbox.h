@@ -1,4 +1,4 @@
-/* outbox.h: the bank's webhook outbox in bank.db (migration 2, DESIGN §5, §6): events
+/* outbox.h: the bank's webhook outbox in bank.db (migration 2, docs/api.md): events
  * (webhook_events, the exact body sent) and their deliveries (webhook_deliveries: pending,
  * delivered or dead, with attempts, the next attempt's time and the last error). Events are
  * added inside the caller's payment transaction; everything else is one short statement or

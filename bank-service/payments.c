@@ -10,7 +10,7 @@
  *  - an idempotency key row is written in the same transaction as its payment;
  *  - a payment with a notify_url gets its webhook event (outbox.c) in the same transaction
  *    as the change it announces: `payment.processing` with the insert of an async payment,
- *    the outcome with the balance change (DESIGN §5, §6). */
+ *    the outcome with the balance change (docs/api.md). */
 #include "payments.h"
 
 #include <assert.h>

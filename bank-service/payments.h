@@ -1,5 +1,5 @@
 /* payments.h: the bank's book in bank.db — accounts, mandates, payments, idempotency keys
- * (DESIGN §5). Every state change is one BEGIN IMMEDIATE … COMMIT; nothing here knows HTTP.
+ * (docs/api.md). Every state change is one BEGIN IMMEDIATE … COMMIT; nothing here knows HTTP.
  * Callers validate input at the edge (api.c): the functions below assert what it checked. */
 #ifndef PAYLAB_BANK_PAYMENTS_H
 #define PAYLAB_BANK_PAYMENTS_H
@@ -21,7 +21,7 @@
 #define PAYMENTS_NOTIFY_URLS_MAX 4
 #define PAYMENTS_FINGERPRINT_CHARS 64 /* hex SHA-256 */
 #define PAYMENTS_WORD_BYTES 24        /* mode, status, currency, failure_reason */
-/* Idempotency keys are kept this long (DESIGN §3). */
+/* Idempotency keys are kept this long (docs/api.md). */
 #define PAYMENTS_KEY_TTL_MS (24LL * 3600 * 1000)
 /* Rows pruned per pass, so one pass stays short on the loop. */
 #define PAYMENTS_PRUNE_BATCH_MAX 1000

@@ -1,4 +1,4 @@
--- bank.db, migration 1. docs/ledger.md explains it; DESIGN section 5 is the contract.
+-- bank.db, migration 1. docs/ledger.md explains it; docs/api.md is the contract.
 -- Times: *_ms are unix milliseconds. Money: *_minor are integer paise, never floats.
 -- The nodal account (--nodal-account, default NODAL-PAYLAB) is inserted at startup with
 -- INSERT OR IGNORE and a zero balance, since its name is a flag.

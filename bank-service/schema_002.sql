@@ -1,4 +1,4 @@
--- bank.db, migration 2: the webhook outbox (DESIGN sections 5 and 6, docs/decisions.md).
+-- bank.db, migration 2: the webhook outbox (docs/api.md, docs/decisions.md).
 -- An event is written in the same transaction as the change it announces (the insert of an
 -- async payment: payment.processing; the balance change: payment.succeeded / .failed), so
 -- an event exists if and only if its change committed. A delivery is one attempt sequence of

@@ -1,4 +1,4 @@
-/* webhooks.c owns sending the outbox's webhooks (DESIGN §6): one evtimer, armed for the
+/* webhooks.c owns sending the outbox's webhooks (docs/api.md): one evtimer, armed for the
  * earliest next_attempt_at_ms of a pending delivery in bank.db, leases due deliveries into a
  * fixed table of WEBHOOKS_SLOTS_MAX slots and POSTs them on libcurl multi (curlev). The
  * database is the queue: a restart finds every delivery still pending (leases dropped) and

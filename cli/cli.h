@@ -1,5 +1,5 @@
 /* cli.h: the paylab command-line tool's shared context, exit codes, argument parsing and the
- * entry point of every command (DESIGN §10). One struct cli is built in main.c and passed to
+ * entry point of every command (docs/api.md). One struct cli is built in main.c and passed to
  * each command; nothing else is mutable and global. */
 #ifndef PAYLAB_CLI_H
 #define PAYLAB_CLI_H
@@ -11,7 +11,7 @@
 #define CLI_URL_BYTES_MAX 256
 #define CLI_PATH_BYTES_MAX 512
 
-/* Exit codes (DESIGN §10): scripts and the lab rely on them. */
+/* Exit codes (docs/api.md): scripts and the lab rely on them. */
 #define CLI_EXIT_OK 0
 #define CLI_EXIT_REFUSED 1     /* 4xx, a declined or failed transaction */
 #define CLI_EXIT_USAGE 2       /* bad command line, missing file */

@@ -2,7 +2,7 @@
  * capped body, explicit timeouts, the response headers the course shows, and the -v trace.
  * It does not use curlev_perform_blocking because that result carries no response headers,
  * and Idempotent-Replayed / traceparent are the point of -v. The CLI sends no traceparent:
- * the wallet starts each trace (DESIGN §12); -v shows the one a service answers with.
+ * the wallet starts each trace (docs/architecture.md); -v shows the one a service answers with.
  * Must not: print secrets (the Authorization header is never traced).
  * Invariant: every exchange ends with resp->outcome set and resp->body a valid C string. */
 #include "client.h"

@@ -47,7 +47,7 @@ extern char **environ;
 #define CLUSTER_HEALTH_TIMEOUT_MS 500
 /* Ports one cluster needs: bank, wallet, ZMQ router, ZMQ pub, then HTTP and WS per gateway. */
 #define CLUSTER_PORTS (4 + 2 * CLUSTER_GATEWAYS_MAX)
-/* Where the bank POSTs webhooks on a gateway (DESIGN §7). */
+/* Where the bank POSTs webhooks on a gateway (docs/realtime.md). */
 #define CLUSTER_WEBHOOK_PATH "/v1/webhooks/bank"
 /* Environment entries passed on to a child (PAYLAB_* removed, a few added). */
 #define CLUSTER_ENV_MAX 512

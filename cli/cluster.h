@@ -12,7 +12,7 @@
 
 #define CLUSTER_PATH_BYTES_MAX 512
 #define CLUSTER_URL_BYTES_MAX 128
-/* `paylab lab` runs two gateways (DESIGN §11); the tests use one or both. */
+/* `paylab lab` runs two gateways (docs/coursework.md); the tests use one or both. */
 #define CLUSTER_GATEWAYS_MAX 2
 /* The wallet's --notify-url: every gateway's webhook URL, comma-separated. */
 #define CLUSTER_NOTIFY_BYTES_MAX (CLUSTER_GATEWAYS_MAX * CLUSTER_URL_BYTES_MAX)
@@ -72,7 +72,7 @@ int cluster_start_bank(struct cluster *c, const char *const *extra_args);
  * until /healthz answers 200. */
 int cluster_start_wallet(struct cluster *c, const char *const *extra_args);
 /* Points notify_url at the webhook URLs of gateways 0 .. count-1, comma-separated, so the
- * bank fails over along them (DESIGN §7). Call before cluster_start_wallet. 0, or
+ * bank fails over along them (docs/realtime.md). Call before cluster_start_wallet. 0, or
  * PL_EINVAL when count is not 1 .. CLUSTER_GATEWAYS_MAX. */
 int cluster_use_gateways(struct cluster *c, int count);
 /* Starts webhook-gateway number index (0 .. CLUSTER_GATEWAYS_MAX-1) with --http-port,

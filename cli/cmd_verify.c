@@ -1,7 +1,7 @@
 /* cmd_verify.c owns `paylab verify`: it opens wallet.db read-only, ATTACHes bank.db (also
  * read-only: an attached database inherits the connection's flags), reads both in one read
  * transaction, runs the checks of verify_wallet.c / verify_bank.c and prints one line per
- * invariant of DESIGN §9, the breaches under it, the conflicts (information, not a breach)
+ * invariant of docs/ledger.md, the breaches under it, the conflicts (information, not a breach)
  * and a summary. Exit 0 when every invariant holds, 5 on any breach, 2 when a database is
  * missing or unreadable.
  * Must not: write to either database, or call a service (verify works on a stopped system).
@@ -32,11 +32,12 @@ enum { OPT_WALLET_DB, OPT_BANK_DB, OPT_GRACE, OPT_RECONCILE, OPT_NODAL };
 static const struct cli_spec verify_spec = {
     .usage = "verify [--wallet-db PATH] [--bank-db PATH] [--pending-grace-ms MS] "
              "[--reconcile-ms MS] [--nodal-account ID]",
-    .summary = "Checks the invariants of DESIGN §9 on the databases (read-only, safe while the\n"
-               "services run): 1 balances sum to zero; 2 balances equal their entries and each\n"
-               "transaction's entries sum to zero; 3 no wallet negative; 4 wallet and bank agree\n"
-               "(needs the bank database); 5 no top-up credited twice, no withdrawal paid out\n"
-               "twice; 6 nothing pending/unknown past its horizon. Exits 5 on any breach.",
+    .summary =
+        "Checks the invariants of docs/ledger.md on the databases (read-only, safe while the\n"
+        "services run): 1 balances sum to zero; 2 balances equal their entries and each\n"
+        "transaction's entries sum to zero; 3 no wallet negative; 4 wallet and bank agree\n"
+        "(needs the bank database); 5 no top-up credited twice, no withdrawal paid out\n"
+        "twice; 6 nothing pending/unknown past its horizon. Exits 5 on any breach.",
     .pos_min = 0,
     .pos_max = 0,
     .opts = verify_opts,

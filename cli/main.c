@@ -1,5 +1,5 @@
 /* main.c owns the paylab command line's entry: defaults, environment variables, the global
- * options before the command word, and the dispatch to one command (DESIGN §10).
+ * options before the command word, and the dispatch to one command (docs/api.md).
  * Must not: hold state beyond the one struct cli it builds and passes down.
  * Invariant: the process exits with one of the CLI_EXIT_* codes. */
 #include <curl/curl.h>
@@ -26,7 +26,7 @@ static const struct command commands[] = {
     {"tx", cmd_tx, "tx wtx_…            a transaction and its timeline"},
     {"history", cmd_history, "history USER [--limit N]"},
     {"ledger", cmd_ledger, "ledger [--user U] [--db PATH]   read-only view of wallet.db"},
-    {"verify", cmd_verify, "verify [--wallet-db PATH] [--bank-db PATH]   the invariants of §9"},
+    {"verify", cmd_verify, "verify [--wallet-db PATH] [--bank-db PATH]   the ledger invariants"},
     {"faults", cmd_faults, "faults show | set KEY=VALUE… | clear   the bank's fault injection"},
     {"watch", cmd_watch, "watch USER|'*' [--count N]   live events over the gateway's WebSocket"},
 };

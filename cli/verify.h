@@ -1,4 +1,4 @@
-/* verify.h: the checks behind `paylab verify` — the invariants of DESIGN §9 read from
+/* verify.h: the checks behind `paylab verify` — the invariants of docs/ledger.md read from
  * wallet.db (schema main) and, when given, bank.db (ATTACHed as schema bank) on one
  * read-only connection, inside one read transaction. */
 #ifndef PAYLAB_CLI_VERIFY_H
@@ -44,7 +44,7 @@ struct verify {
 /* Records a breach of invariant id (subject: the account, transaction or payment). */
 void verify_breach(struct verify *v, int id, const char *subject, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* The reconciliation horizon of something with deadline expires_at_ms (DESIGN §4). */
+/* The reconciliation horizon of something with deadline expires_at_ms (docs/architecture.md). */
 int64_t verify_horizon_ms(const struct verify *v, int64_t expires_at_ms);
 
 /* Invariants 1, 2, 3, 5 (the wallet's postings) and 6, from schema main. 0 or PL_EDB. */

@@ -1,4 +1,4 @@
-/* verify_bank.c owns invariant 4 of DESIGN §9 — the wallet and the bank agree — and the
+/* verify_bank.c owns invariant 4 of docs/ledger.md — the wallet and the bank agree — and the
  * bank's half of invariant 5 (one payment per reference). The wallet's top-ups and
  * withdrawals are joined to the bank's payments by reference (= the wallet transaction id),
  * counting only payments that carry this wallet database's epoch (or none: a void), so an

@@ -1,4 +1,4 @@
-/* verify_wallet.c owns the wallet-side invariants of DESIGN §9: 1 (balances sum to 0),
+/* verify_wallet.c owns the wallet-side invariants of docs/ledger.md: 1 (balances sum to 0),
  * 2 (balances equal their entries; each transaction's entries sum to 0), 3 (no wallet or
  * payouts account negative), 5 (each transaction's postings match its kind and status: a
  * top-up credited once, a withdrawal paid out once) and 6 (nothing open past its horizon).
@@ -134,7 +134,7 @@ static bool is_open(const char *status)
     return strcmp(status, "pending") == 0 || strcmp(status, "unknown") == 0;
 }
 
-/* The postings DESIGN §9 prescribes for each kind and status. */
+/* The postings docs/ledger.md prescribes for each kind and status. */
 static bool postings_ok(const struct postings *p)
 {
     int64_t a = p->amount;

@@ -1,4 +1,4 @@
-/* wsub.c owns the CLI's WebSocket subscription (DESIGN §7): the connection to a gateway,
+/* wsub.c owns the CLI's WebSocket subscription (docs/realtime.md): the connection to a gateway,
  * the subscribe message, reconnects and fail-over, and the seq bookkeeping that makes a
  * resumed stream whole.
  *

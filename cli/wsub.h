@@ -1,4 +1,4 @@
-/* wsub.h: the CLI's WebSocket subscription to the gateway (DESIGN §7), shared by
+/* wsub.h: the CLI's WebSocket subscription to the gateway (docs/realtime.md), shared by
  * `paylab watch` and `--wait ws`: one user (or "*") on the caller's event_base, with
  * reconnects (backoff 250 ms doubling to 5 s, with jitter), fail-over along the --gateway
  * list, resume by (epoch, after = last seq seen), and duplicates dropped by seq, so the

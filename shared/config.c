@@ -1,5 +1,5 @@
 /* config.c owns reading a program's settings: getopt_long flags, then PAYLAB_<SERVICE>_<FLAG>
- * variables, over the defaults already stored in the targets (DESIGN §10).
+ * variables, over the defaults already stored in the targets (docs/api.md).
  * Must not: exit the process (the caller decides), or keep any state between calls.
  * Invariant: a target is written only with a value that parsed and fits its bounds; on a
  * usage error some targets may already hold flag values, and the caller exits.

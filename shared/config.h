@@ -1,5 +1,5 @@
 /* config.h: command-line flags (getopt_long) with PAYLAB_<SERVICE>_<FLAG> environment
- * fallbacks (DESIGN §10). A flag wins over the variable; the variable over the default
+ * fallbacks (docs/api.md). A flag wins over the variable; the variable over the default
  * already stored in the target. --help and --version are built in. */
 #ifndef PAYLAB_CONFIG_H
 #define PAYLAB_CONFIG_H

@@ -1,4 +1,4 @@
-/* db.c owns the SQLite connection of a process: opening with the pragmas of DESIGN §9,
+/* db.c owns the SQLite connection of a process: opening with the pragmas of docs/ledger.md,
  * migrations, the prepared-statement cache and BEGIN IMMEDIATE … COMMIT.
  * Must not: build SQL from values (prepared statements only), wait on a lock longer than
  * DB_BUSY_TIMEOUT_MS, or leave a transaction open on return to the loop (callers' duty,

@@ -1,4 +1,4 @@
-/* db.h: SQLite helpers. Open with the pragmas of DESIGN §9 (WAL, synchronous=FULL,
+/* db.h: SQLite helpers. Open with the pragmas of docs/ledger.md (WAL, synchronous=FULL,
  * foreign_keys=ON, busy_timeout ≤ 5 ms so nothing blocks the loop), migrations tracked in
  * schema_version, a cache of prepared statements keyed by their SQL text, and
  * BEGIN IMMEDIATE … COMMIT transactions. SQL only through prepared statements. */

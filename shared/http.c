@@ -1,5 +1,5 @@
 /* http.c owns the evhttp plumbing every service shares: the listener and its limits, JSON
- * replies and the error body of DESIGN §3, reading a JSON body, and request accessors.
+ * replies and the error body of docs/api.md, reading a JSON body, and request accessors.
  * Must not: decide business outcomes, or reply twice: each reply helper sends exactly one
  * reply, and every failure path of http_read_json has sent exactly one.
  * Invariant: every reply carries Content-Type: application/json and Cache-Control: no-store,

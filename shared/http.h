@@ -1,5 +1,5 @@
 /* http.h: evhttp helpers shared by every service: listening, JSON replies, the error body of
- * DESIGN §3, the 64 KiB body limit, the content-type check, loopback and header helpers.
+ * docs/api.md, the 64 KiB body limit, the content-type check, loopback and header helpers.
  *
  * Rule (evhttp): every request ends in exactly one reply. The helpers below each send one.
  *
@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A request body above this is refused with 413 body_too_large (DESIGN §3). */
+/* A request body above this is refused with 413 body_too_large (docs/api.md). */
 #define HTTP_BODY_BYTES_MAX (64 * 1024)
 /* evhttp itself drops bodies beyond this (its own 413), bounding memory per connection;
  * between the two limits we answer the JSON 413. */

@@ -1,7 +1,8 @@
-/* log.c owns the process's log lines: logfmt on stderr, one write() per line (DESIGN §12).
- * Must not: allocate, block on anything but stderr, or print secrets (callers never pass them).
- * Invariant: every call writes at most one line of at most LOG_LINE_BYTES_MAX bytes, ending
- * in '\n', so lines from concurrent processes sharing a terminal never interleave mid-line. */
+/* log.c owns the process's log lines: logfmt on stderr, one write() per line
+ * (docs/architecture.md). Must not: allocate, block on anything but stderr, or print secrets
+ * (callers never pass them). Invariant: every call writes at most one line of at most
+ * LOG_LINE_BYTES_MAX bytes, ending in '\n', so lines from concurrent processes sharing a terminal
+ * never interleave mid-line. */
 #include "log.h"
 
 #include "pl.h"

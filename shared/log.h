@@ -1,4 +1,4 @@
-/* log.h: one line per event, logfmt, on stderr (DESIGN §12):
+/* log.h: one line per event, logfmt, on stderr (docs/architecture.md):
  *   ts=2026-11-25T21:30:00.123Z svc=wallet level=info msg="payment settled" txn=wtx_… */
 #ifndef PAYLAB_LOG_H
 #define PAYLAB_LOG_H

@@ -1,5 +1,5 @@
 /* metrics.c owns the process's Prometheus series: a fixed table of counters, gauges and
- * histograms, rendered in the text exposition format (DESIGN §12).
+ * histograms, rendered in the text exposition format (docs/architecture.md).
  * Must not: grow past METRICS_SERIES_MAX (extra series are dropped and counted), or do I/O.
  * Invariant: a series' name and labels never change once created, and a name keeps one type;
  * a histogram's bucket counts are cumulative only when rendered. */

@@ -1,4 +1,4 @@
-/* metrics.h: Prometheus text-format counters, gauges and latency histograms (DESIGN §12).
+/* metrics.h: Prometheus text-format counters, gauges and latency histograms (docs/architecture.md).
  * A fixed table of series; a series beyond METRICS_SERIES_MAX is dropped and counted in
  * paylab_metrics_dropped_total rather than growing memory. */
 #ifndef PAYLAB_METRICS_H

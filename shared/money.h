@@ -1,4 +1,4 @@
-/* money.h: amounts are int64_t counts of minor units (paise). Never a float (DESIGN §3). */
+/* money.h: amounts are int64_t counts of minor units (paise). Never a float (docs/api.md). */
 #ifndef PAYLAB_MONEY_H
 #define PAYLAB_MONEY_H
 

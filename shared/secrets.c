@@ -1,4 +1,4 @@
-/* secrets.c owns the shared secrets in <data-dir>/secrets/ (DESIGN §10).
+/* secrets.c owns the shared secrets in <data-dir>/secrets/ (docs/api.md).
  * Must not: log a secret's value, leave a partly written secret file visible under its
  * final name, or overwrite an existing secret.
  * Invariant: <name> appears only by link() of a complete, fsync'ed, 0600 temporary file, so

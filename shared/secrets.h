@@ -1,4 +1,4 @@
-/* secrets.h: the shared secrets in <data-dir>/secrets/ (DESIGN §10): webhook_secret
+/* secrets.h: the shared secrets in <data-dir>/secrets/ (docs/api.md): webhook_secret
  * ("whsec_<base64 of 32 bytes>"), token_secret, admin_token, bank_api_key (43-char
  * base64url of 32 bytes). An environment variable wins over the file. A missing file is
  * created race-free: written to a unique temporary name with mode 0600, fsync'ed, then

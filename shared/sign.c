@@ -1,5 +1,5 @@
 /* sign.c owns every MAC in paylab: HMAC-SHA256, base64 codecs, constant-time comparison,
- * ws_token (DESIGN §8) and Standard Webhooks signatures (DESIGN §6).
+ * ws_token (docs/architecture.md) and Standard Webhooks signatures (docs/api.md).
  * Must not: log or return secrets or expected MACs, or compare MACs with memcmp/strcmp.
  * Invariant: a verification touches every byte of the candidate whatever its content, and
  * answers only yes or no. */

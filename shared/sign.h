@@ -1,5 +1,5 @@
-/* sign.h: HMAC-SHA256, base64, constant-time comparison, ws_token (DESIGN §8) and
- * Standard Webhooks signatures (DESIGN §6). All comparisons of secrets or MACs are
+/* sign.h: HMAC-SHA256, base64, constant-time comparison, ws_token (docs/architecture.md) and
+ * Standard Webhooks signatures (docs/api.md). All comparisons of secrets or MACs are
  * constant-time (CRYPTO_memcmp). */
 #ifndef PAYLAB_SIGN_H
 #define PAYLAB_SIGN_H

@@ -1,4 +1,4 @@
-/* ws.c owns WebSocket connections on the libevent loop (DESIGN §7, RFC 6455): the opening
+/* ws.c owns WebSocket connections on the libevent loop (docs/realtime.md, RFC 6455): the opening
  * handshake on both sides (ours: it is small), and, through wslay, framing, the close
  * handshake, pings and the outbound queue bound.
  * Must not: block the loop (no DNS: the client takes IP literals and "localhost"), know what

@@ -1,5 +1,5 @@
 /* ws.h: WebSocket connections on the libevent loop (RFC 6455): our own opening handshake
- * (it is small) and wslay for the framing (DESIGN §7). Used by the gateway (server side),
+ * (it is small) and wslay for the framing (docs/realtime.md). Used by the gateway (server side),
  * by `paylab watch` and by the tests (client side).
  *
  * Limits: a message is ≤ WS_MESSAGE_BYTES_MAX (else close 1009); text must be valid UTF-8

@@ -1,4 +1,4 @@
-/* zbus.h: ZeroMQ sockets driven by the libevent loop (DESIGN §2, STYLE §2).
+/* zbus.h: ZeroMQ sockets driven by the libevent loop (docs/architecture.md).
  *
  * ZMQ_FD is only an edge-triggered hint: after every wake-up AND after each of our own
  * sends or receives we read ZMQ_EVENTS and receive with ZMQ_DONTWAIT up to a budget; when

@@ -206,8 +206,8 @@ static cJSON *api_txn_json(struct wallet_ctx *ctx, const struct ledger_txn *t,
     return o;
 }
 
-/* Answers with t's current state (DESIGN §3, §4). unknown_status is the status of the first
- * response for an `unknown` transaction (502 or 504; 502 when not known). */
+/* Answers with t's current state (docs/api.md and docs/architecture.md). unknown_status is the
+ * status of the first response for an `unknown` transaction (502 or 504; 502 when not known). */
 static void api_reply_txn(const struct api_call *c, const struct ledger_txn *t, int unknown_status,
                           bool replayed)
 {
@@ -536,7 +536,7 @@ static bool api_body(const struct api_call *c, cJSON **out)
 
 /* ===================================================================== payments ===== */
 
-/* What a sync call's answer means for the transaction (DESIGN §4). */
+/* What a sync call's answer means for the transaction (docs/architecture.md). */
 static void api_outcome_of(const struct bank_answer *a, struct settle_outcome *o,
                            int *unknown_status)
 {

@@ -4,8 +4,8 @@
  * Must not: touch wallet.db, reply to clients, or start transfers (callers hand the
  * prepared curlev_request to curlev_start, or to curlev_perform_blocking in sync-blocking).
  * Invariant: every money-moving POST (payment, void) goes out on a fresh connection, so
- * CURLEV_REFUSED really means "never sent" (DESIGN §4); only a 200 with a final status whose
- * reference and amount match ours is a definite answer — everything else is not. */
+ * CURLEV_REFUSED really means "never sent" (docs/architecture.md); only a 200 with a final status
+ * whose reference and amount match ours is a definite answer — everything else is not. */
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>

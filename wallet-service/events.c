@@ -1,4 +1,4 @@
-/* events.c owns the per-user event stream of DESIGN section 9: the rows of `events`, their
+/* events.c owns the per-user event stream of docs/ledger.md: the rows of `events`, their
  * publication on the wallet's ZMQ PUB socket, the `sys.heads` heartbeat, and the reads
  * behind GET /v1/users/{user}/events and head_seq.
  * Must not: publish anything before the COMMIT that wrote it, hold a transaction open across
@@ -58,7 +58,7 @@ static const char events_heads_topic[] = "sys.heads";
 
 /* ===================================================================== writing ====== */
 
-/* The event JSON of DESIGN section 9 in a new string; caller free()s. NULL on ENOMEM. */
+/* The event JSON of docs/ledger.md in a new string; caller free()s. NULL on ENOMEM. */
 static char *events_json(const struct wallet_ctx *ctx, const struct ledger_txn *t, const char *user,
                          const char *type, int64_t seq, int64_t balance_minor, int64_t ts_us)
 {

@@ -137,7 +137,7 @@ static bool intake_parse_type(struct intake_hook *h, const char *type, const cha
     return false;
 }
 
-/* Reads the webhook body strictly (DESIGN section 6). Sets h->valid. */
+/* Reads the webhook body strictly (docs/api.md). Sets h->valid. */
 static void intake_parse_hook(const struct intake_relay *r, struct intake_hook *h)
 {
     memset(h, 0, sizeof *h);

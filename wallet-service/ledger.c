@@ -5,7 +5,7 @@
  * caller's write (callers group writes with db_begin … db_commit; only pruning, a
  * self-contained housekeeping job, opens its own).
  *
- * The ledger's invariants (DESIGN §9), and why they hold:
+ * The ledger's invariants (docs/ledger.md), and why they hold:
  *
  *  1. The sum of all account balances is 0. Money is never created or destroyed inside the
  *     wallet: every movement is ledger_post(), which writes one entry of -amount on the
@@ -50,8 +50,8 @@ extern const char wallet_schema_sql[];
 static const char ledger_migration_2[] =
     "CREATE INDEX idempotency_keys_by_txn ON idempotency_keys (transaction_id);";
 
-/* Migration 3: the asynchronous path (DESIGN section 7-9). outbox.c, events.c and intake.c own
- * the statements on these tables; docs/ledger.md explains each column.
+/* Migration 3: the asynchronous path (docs/realtime.md and docs/ledger.md). outbox.c, events.c and
+ * intake.c own the statements on these tables; docs/ledger.md explains each column.
  * - webhooks_seen: one row per webhook-id applied (any result but retry), kept 3 days.
  * - webhooks_unmatched: signed webhooks naming no transaction of ours, kept for people.
  * - outbox: async bank requests as the exact bytes to send; `done` 0 due, 1 accepted by the

@@ -19,7 +19,7 @@
  *     second arrival a replay, never a second payment. Only the Authorization header is
  *     added at send time: a secret does not belong in a database people open with sqlite3.
  *
- *  3. Fresh connections. Every send sets CURLOPT_FRESH_CONNECT (DESIGN section 4), so
+ *  3. Fresh connections. Every send sets CURLOPT_FRESH_CONNECT (docs/architecture.md), so
  *     libcurl never re-sends on its own behind our back; every re-send is one we chose.
  *
  *  4. Only a definite acceptance ends a row. A 2xx whose reference and amount_minor are

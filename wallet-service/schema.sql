@@ -1,4 +1,4 @@
--- wallet.db, migration 1. docs/ledger.md explains every table; DESIGN section 9 is the contract.
+-- wallet.db, migration 1. docs/ledger.md explains every table; docs/ledger.md is the contract.
 -- Times: *_ms are unix milliseconds. Money: *_minor are integer paise, never floats.
 
 -- Key/value facts about this database; 'epoch' is its random id, made at creation.

@@ -29,7 +29,7 @@ static bool settle_moves_wallet(const struct ledger_txn *t, enum txn_status to)
            (t->kind == TXN_KIND_WITHDRAWAL && to == TXN_FAILED);
 }
 
-/* The settlement postings of DESIGN section 9 for t moving to `to`. */
+/* The settlement postings of docs/ledger.md for t moving to `to`. */
 static int settle_post(struct wallet_ctx *ctx, const struct ledger_txn *t, enum txn_status to,
                        int64_t now_ms)
 {

@@ -41,7 +41,7 @@ struct zbus;
 #define WALLET_FAILURE_BYTES_MAX 64
 /* Longest account id: "wallet:" + a 32-char handle. */
 #define WALLET_ACCOUNT_ID_BYTES_MAX 48
-/* Idempotency keys live this long (DESIGN §3). */
+/* Idempotency keys live this long (docs/api.md). */
 #define WALLET_IDEM_KEEP_MS (24LL * 3600 * 1000)
 /* How often expired keys are pruned, and how many per pass (bounded work on the loop). */
 #define WALLET_IDEM_PRUNE_MS 60000
@@ -98,7 +98,7 @@ struct zbus;
 /* The wallet's own error code beside PL_E*: a wallet would go below zero. */
 #define LEDGER_EFUNDS (-20)
 
-/* ---- configuration (flags, DESIGN §10) ------------------------------------------------- */
+/* ---- configuration (flags, docs/api.md) ------------------------------------------------- */
 
 /* --allowed-origin by default: the dashboard served by the gateway on :8082, under every
  * loopback name a browser may use for it. */
@@ -307,7 +307,7 @@ int bank_mandate_call(const struct wallet_ctx *ctx, const char *account, struct 
 int bank_account_get_call(const struct wallet_ctx *ctx, const char *account,
                           struct bank_call *call);
 void bank_call_free(struct bank_call *call);
-/* Classifies the answer to a payment, status query or void for t (DESIGN §4). */
+/* Classifies the answer to a payment, status query or void for t (docs/architecture.md). */
 void bank_classify(const struct curlev_result *res, const struct ledger_txn *t,
                    struct bank_answer *out);
 
@@ -419,7 +419,7 @@ int intake_prune(struct db *db, int64_t cutoff_ms, int *deleted_out);
 
 enum pending_kind { PENDING_FREE = 0, PENDING_PAYMENT, PENDING_USER };
 
-/* A client request held open while the bank answers (STYLE: deferred reply with a closecb). */
+/* A client request held open while the bank answers (a deferred reply with a closecb). */
 struct api_pending {
     enum pending_kind kind;
     struct wallet_ctx *ctx;

@@ -2,7 +2,7 @@
  * main.c (the process: flags, loop, signals, startup, shutdown), api.c (HTTP routing,
  * /healthz, /metrics, the dashboard's files and /config.json), webhooks.c (POST
  * /v1/webhooks/bank: verify, relay, hold, answer) and ws_hub.c (the WebSocket listener, the
- * ZMQ SUB for events and the per-user streams of DESIGN §7). Nothing here is exported beyond
+ * ZMQ SUB for events and the per-user streams of docs/realtime.md). Nothing here is exported beyond
  * the webhook-gateway binary. */
 #ifndef PAYLAB_GATEWAY_H
 #define PAYLAB_GATEWAY_H
@@ -29,7 +29,7 @@ struct webhooks;
  * is allocated once at startup, so its size is bounded here. */
 #define GATEWAY_INFLIGHT_MAX 65536
 /* --ack-timeout-ms: a relay holds the bank's request at most this long. The bank waits
- * --webhook-timeout-ms (5000 by default) and should wait longer than we do (DESIGN §6). */
+ * --webhook-timeout-ms (5000 by default) and should wait longer than we do (docs/api.md). */
 #define GATEWAY_ACK_TIMEOUT_MS_MAX 60000
 /* ZMQ high-water mark of the DEALER, both ways. While the wallet is unreachable the DEALER
  * queues relays up to this many; past it a send is refused at once (503) instead. */
@@ -51,7 +51,7 @@ struct webhooks;
 
 _Static_assert(GATEWAY_INFLIGHT_MAX <= 99999, "a slot index fits the 5 digits of a request id");
 
-/* ---- configuration (DESIGN §10: flags and PAYLAB_GATEWAY_* variables) ------------------ */
+/* ---- configuration (docs/api.md: flags and PAYLAB_GATEWAY_* variables) ------------------ */
 
 struct gateway_config {
     int64_t http_port;                         /* --http-port: webhooks, health, metrics */
@@ -84,9 +84,10 @@ struct gateway_ctx {
     struct webhooks *webhooks; /* the relays waiting for their ack (webhooks.c) */
     struct hub *hub;           /* WebSocket clients, the SUB and the per-user streams */
     char webhook_secret[SECRET_BYTES_MAX]; /* "whsec_…"; never logged */
-    char token_secret[SECRET_BYTES_MAX];   /* verifies ws_tokens (DESIGN §8); never logged */
-    char admin_token[SECRET_BYTES_MAX];    /* lets a client subscribe to "*"; never logged */
-    bool draining;                         /* a signal arrived: new webhooks get 503 */
+    char token_secret[SECRET_BYTES_MAX]; /* verifies ws_tokens (docs/architecture.md); never logged
+                                          */
+    char admin_token[SECRET_BYTES_MAX];  /* lets a client subscribe to "*"; never logged */
+    bool draining;                       /* a signal arrived: new webhooks get 503 */
     /* zbus counters already added to /metrics (they are absolute; metrics only adds). */
     unsigned long zmq_sent_seen;
     unsigned long zmq_received_seen;

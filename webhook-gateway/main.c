@@ -7,8 +7,8 @@
  * on the wallet's PUB), listeners (HTTP, then WebSocket). "listening http=… ws=…" is printed
  * once all of them are up.
  *
- * Must not: handle requests (api.c, webhooks.c), keep state a restart would lose (DESIGN
- * §2: the gateway is a stateless edge), or block the loop.
+ * Must not: handle requests (api.c, webhooks.c), keep state a restart would lose (the gateway
+ * is a stateless edge: docs/architecture.md), or block the loop.
  * Invariants: one process, one thread, one loop; the only mutable global is the context
  * built here. On SIGTERM/SIGINT new webhooks get 503, every relay still waiting is answered
  * 503 (the bank retries; the wallet deduplicates), the loop runs GATEWAY_SHUTDOWN_FLUSH_MS
@@ -105,7 +105,8 @@ static enum config_result gateway_flags(struct gateway_config *cfg, int argc, ch
                         opts, PL_ARRAY_LEN(opts), argc, argv);
 }
 
-/* The default --allowed-origin: our own HTTP origin under every loopback name (DESIGN §7). */
+/* The default --allowed-origin: our own HTTP origin under every loopback name (docs/realtime.md).
+ */
 static int gateway_default_origins(struct gateway_config *cfg)
 {
     if (cfg->allowed_origin[0] != '\0')
@@ -203,7 +204,8 @@ static int gateway_runtime(struct gateway_ctx *ctx)
     return webhooks_new(ctx);
 }
 
-/* The DEALER connects (DESIGN §2: the wallet binds); it queues while the wallet is away. */
+/* The DEALER connects (docs/architecture.md: the wallet binds); it queues while the wallet is away.
+ */
 static int gateway_bus(struct gateway_ctx *ctx)
 {
     ctx->zctx = zmq_ctx_new();

@@ -1,5 +1,5 @@
-/* webhooks.c owns POST /v1/webhooks/bank: the Standard Webhooks check (DESIGN §6) over the
- * raw body bytes exactly as received, the relay to the wallet over the DEALER (DESIGN §7,
+/* webhooks.c owns POST /v1/webhooks/bank: the Standard Webhooks check (docs/api.md) over the
+ * raw body bytes exactly as received, the relay to the wallet over the DEALER (docs/realtime.md,
  * docs/contracts.md "The asynchronous path"), the table of relays waiting for their ack, and
  * the one reply each of them gets.
  *

@@ -1,4 +1,4 @@
-/* ws_hub.c owns the gateway's real-time half (DESIGN §7): the WebSocket listener, each
+/* ws_hub.c owns the gateway's real-time half (docs/realtime.md): the WebSocket listener, each
  * client's subscriptions, the ZMQ SUB that brings the wallet's events, and one ordered
  * stream per user that turns an unreliable bus into "every seq exactly once, in order".
  * Must not: write anything durable (the gateway is a stateless edge: a restart loses only
@@ -927,7 +927,7 @@ static void sub_fetch(struct hub *hub, struct hub_sub *s)
 
 /* Live from sent_seq on. The first subscription to go live gives a stream without a
  * starting point its start; every one refetches after=last_seq, because an event published
- * while this one was fetching may have been lost on the bus (DESIGN §7). */
+ * while this one was fetching may have been lost on the bus (docs/realtime.md). */
 static void sub_go_live(struct hub *hub, struct hub_sub *s)
 {
     struct hub_user *u = s->user;

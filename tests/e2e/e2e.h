@@ -151,7 +151,7 @@ void e2e_bg_join(struct e2e_bg *bg, struct e2e_resp *r);
 
 /* ------------------------------------------------------------------ the async path */
 
-/* A webhook body as the bank sends it (DESIGN §6) for the bank payment `payment` (its
+/* A webhook body as the bank sends it (docs/api.md) for the bank payment `payment` (its
  * payment_id, reference, currency, wallet_epoch), with type payment.<status> and
  * amount_minor; malloc'ed, caller free()s. */
 char *e2e_webhook_body(const char *event_id, const char *status, const cJSON *payment,
@@ -202,7 +202,8 @@ void e2e_snapshot_take(struct e2e *e, struct e2e_snapshot *s);
 void e2e_snapshot_equal(const struct e2e_snapshot *a, const struct e2e_snapshot *b,
                         const char *what);
 
-/* ------------------------------------------------------------------ WebSockets (DESIGN §7) */
+/* ------------------------------------------------------------------ WebSockets (docs/realtime.md)
+ */
 
 /* A test's own RFC 6455 client over a plain socket, independent of shared/ws.c, so the
  * gateway is checked against code that does not share its bugs: the opening handshake and

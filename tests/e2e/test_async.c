@@ -1,9 +1,9 @@
-/* test_async.c: async coupling end to end (DESIGN §4, §6-§9): the wallet answers 202
- * pending at once, whatever the bank does; the bank executes after its latency and the
- * outcome comes back as a signed webhook through the gateway and ZeroMQ, settling the
- * transaction (settled_by webhook). A top-up, a withdrawal (held at once, paid out later),
- * a decline, and top-ups accepted while the bank is stopped (the wallet's outbox retries
- * until the bank is back). The reconciler's grace is long here, so that what settles is the
+/* test_async.c: async coupling end to end (docs/architecture.md and docs/api.md and
+ * docs/ledger.md): the wallet answers 202 pending at once, whatever the bank does; the bank
+ * executes after its latency and the outcome comes back as a signed webhook through the gateway and
+ * ZeroMQ, settling the transaction (settled_by webhook). A top-up, a withdrawal (held at once, paid
+ * out later), a decline, and top-ups accepted while the bank is stopped (the wallet's outbox
+ * retries until the bank is back). The reconciler's grace is long here, so that what settles is the
  * webhook, not the reconciler. */
 #include "e2e.h"
 
@@ -59,7 +59,7 @@ static void test_async_topup(void **state)
     assert_int_equal(e2e_bank_balance(e, "HDFC-ALICE"), OPENING_MINOR - 50000);
     assert_int_equal(e2e_bank_balance(e, "NODAL-PAYLAB"), 50000);
 
-    /* The key answers the settled state now, not the stale 202 (DESIGN §3). */
+    /* The key answers the settled state now, not the stale 202 (docs/api.md). */
     assert_int_equal(e2e_topup(e, "alice", 50000, "async", key, &r), 200);
     assert_true(r.replayed);
     assert_string_equal(e2e_str(r.json, "id"), id);

@@ -1,7 +1,7 @@
-/* test_async_crash.c: processes of the async path that die (DESIGN §6, §7, §11). A gateway
- * that is down makes the bank retry its webhooks until a gateway is back; with two
- * gateways in --notify-url the bank fails over to the one that is up; a wallet SIGKILLed
- * while webhooks are in flight loses nothing and credits nothing twice after its restart
+/* test_async_crash.c: processes of the async path that die (docs/api.md and docs/realtime.md and
+ * docs/coursework.md). A gateway that is down makes the bank retry its webhooks until a gateway is
+ * back; with two gateways in --notify-url the bank fails over to the one that is up; a wallet
+ * SIGKILLed while webhooks are in flight loses nothing and credits nothing twice after its restart
  * (the gateway answered 503, never 200, for what the wallet had not committed). */
 #include "e2e.h"
 

@@ -1,4 +1,4 @@
-/* test_badinput.c: requests the wallet must refuse (DESIGN §3, docs/contracts.md), each with
+/* test_badinput.c: requests the wallet must refuse (docs/api.md, docs/contracts.md), each with
  * its exact status and error code, and each leaving every balance, transaction, entry and
  * user exactly as it was. Also the boundaries that must pass: 1 minor unit, 10^12 refused
  * only by the bank, a 64-character key. */

@@ -1,4 +1,4 @@
-/* test_cli.c: the paylab CLI against a live cluster (DESIGN §10): a top-up and its exit
+/* test_cli.c: the paylab CLI against a live cluster (docs/api.md): a top-up and its exit
  * codes (0 ok, 1 refused, 2 usage, 4 not final), faults set through the CLI, and `verify`
  * on the live databases (0) and on a copy whose ledger was tampered with (5). */
 #include "e2e.h"

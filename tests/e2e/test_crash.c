@@ -1,6 +1,6 @@
-/* test_crash.c: kill -9 in the middle of a payment (DESIGN §5, §8). The bank stores each
- * payment's planned execution time, so a bank restarted mid-latency executes it (or expires
- * it, when its deadline passed meanwhile) instead of forgetting it; a wallet killed while
+/* test_crash.c: kill -9 in the middle of a payment (docs/api.md and docs/architecture.md). The bank
+ * stores each payment's planned execution time, so a bank restarted mid-latency executes it (or
+ * expires it, when its deadline passed meanwhile) instead of forgetting it; a wallet killed while
  * it waits for the bank finds the transaction again and the reconciler settles it. */
 #include "e2e.h"
 

@@ -1,4 +1,4 @@
-/* test_events.c: the wallet's event stream (DESIGN §9, docs/contracts.md "Events"). A ZMQ
+/* test_events.c: the wallet's event stream (docs/ledger.md, docs/contracts.md "Events"). A ZMQ
  * SUB socket on the wallet's PUB endpoint sees every balance change of the users it
  * subscribed to, on consecutive seqs per user, transaction.updated before balance.updated
  * in each commit, and no balance event for a failed top-up; GET /v1/users/{u}/events

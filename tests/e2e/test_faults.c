@@ -1,6 +1,6 @@
-/* test_faults.c: what a sync top-up answers when the bank misbehaves (DESIGN §4, §5):
- * slow (504 unknown → reconciled), lost response (504 → reconciled, credited once), stopped
- * (503 failed, nothing posted), down (502 unknown, stays unknown past its deadline until
+/* test_faults.c: what a sync top-up answers when the bank misbehaves (docs/architecture.md and
+ * docs/api.md): slow (504 unknown → reconciled), lost response (504 → reconciled, credited once),
+ * stopped (503 failed, nothing posted), down (502 unknown, stays unknown past its deadline until
  * the bank can be asked, then voided), a payment past its deadline (expired at the bank),
  * and the bank's own guards: mandates and the API key. */
 #include "e2e.h"

@@ -1,4 +1,4 @@
-/* test_idempotency.c: the Idempotency-Key contract of DESIGN §3 at the wallet. The same key
+/* test_idempotency.c: the Idempotency-Key contract of docs/api.md at the wallet. The same key
  * and body replay the first answer (Idempotent-Replayed: true, one credit); another body is
  * 422 idempotency_key_reused; a repeat while the first is in flight is 409
  * idempotency_key_in_use; a replay of a not-final answer gives the current state. */

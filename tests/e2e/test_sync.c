@@ -1,6 +1,7 @@
-/* test_sync.c: the happy paths and the definite bank answers of sync coupling (DESIGN §4, §8,
- * §9): top-up, P2P transfer, withdrawal, a bank decline, and a withdrawal the bank expires
- * while the wallet still waits (the hold goes back). Balances are checked on both sides. */
+/* test_sync.c: the happy paths and the definite bank answers of sync coupling
+ * (docs/architecture.md, docs/ledger.md): top-up, P2P transfer, withdrawal, a bank decline, and a
+ * withdrawal the bank expires while the wallet still waits (the hold goes back). Balances are
+ * checked on both sides. */
 #include "e2e.h"
 
 #include <stdio.h>

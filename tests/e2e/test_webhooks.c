@@ -1,6 +1,6 @@
-/* test_webhooks.c: what the webhook path does with what the world sends it (DESIGN §6-§9).
- * Delivery is at least once: every webhook delivered several times, some at once, credits
- * once. A late payment.failed after payment.succeeded, or a webhook with another amount, is
+/* test_webhooks.c: what the webhook path does with what the world sends it (docs/api.md and
+ * docs/ledger.md). Delivery is at least once: every webhook delivered several times, some at once,
+ * credits once. A late payment.failed after payment.succeeded, or a webhook with another amount, is
  * a conflict: recorded, answered 200 (so the bank stops retrying), never applied. A late
  * payment.processing is ignored. A forged webhook — no signature, another secret, a
  * tampered body, a timestamp outside the 300 s window — is 401 at the gateway and changes
@@ -22,7 +22,7 @@
 #define DROP_TOPUPS 6
 /* Identical deliveries of one signed message sent at once. */
 #define SAME_SENDERS 3
-/* The replay window of the gateway (DESIGN §6). */
+/* The replay window of the gateway (docs/api.md). */
 #define TOLERANCE_S SIGN_WEBHOOK_TOLERANCE_S
 /* The wallet acks a relayed webhook well within this. */
 #define RELAY_ACK_TIMEOUT_MS 5000

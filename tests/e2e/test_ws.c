@@ -1,6 +1,6 @@
-/* test_ws.c: the live path end to end (DESIGN §7, §9; docs/contracts.md "Real time"). Real
- * bank, wallet and gateways; the clients are the test's own RFC 6455 code (e2e_ws_*), read
- * by one reader thread (the collector) while the test drives money movements:
+/* test_ws.c: the live path end to end (docs/realtime.md and docs/ledger.md; docs/contracts.md "Real
+ * time"). Real bank, wallet and gateways; the clients are the test's own RFC 6455 code (e2e_ws_*),
+ * read by one reader thread (the collector) while the test drives money movements:
  *
  *  (a) every event reaches clients on two gateways exactly once and in order, per user, and
  *      equals what GET /v1/users/{u}/events returns;
@@ -369,7 +369,7 @@ static int64_t num_or(const cJSON *obj, const char *key, int64_t dflt)
     return cJSON_IsNumber(v) ? (int64_t)v->valuedouble : dflt;
 }
 
-/* The delivered event equals the wallet's record of it (DESIGN §9's fields). */
+/* The delivered event equals the wallet's record of it (docs/ledger.md's fields). */
 static void expect_same_event(const cJSON *got, const cJSON *want)
 {
     assert_string_equal(e2e_str(got, "type"), e2e_str(want, "type"));

@@ -3,7 +3,7 @@
  * fragmentation, UTF-8, close codes, limits, protocol violations — and a table of bad
  * opening handshakes. After a valid handshake every frame is written by hand over a plain
  * socket (e2e_ws_*), and each case asserts the exact close code the gateway answers with
- * (DESIGN §7: 4 KiB messages, else 1009; invalid UTF-8 1007; protocol errors 1002).
+ * (docs/realtime.md: 4 KiB messages, else 1009; invalid UTF-8 1007; protocol errors 1002).
  *
  * One cluster (bank, wallet, one gateway) serves the whole group; a text message that must be
  * accepted is a subscription for alice (padded with JSON whitespace to the length a case
@@ -23,7 +23,7 @@
 #define UNSUPPORTED_DATA 1003
 #define INVALID_PAYLOAD 1007
 #define TOO_BIG 1009
-/* DESIGN §7: a client message is at most 4 KiB. */
+/* docs/realtime.md: a client message is at most 4 KiB. */
 #define WS_LIMIT_BYTES 4096
 
 /* The fixture shared by the group. */

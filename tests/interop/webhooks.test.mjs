@@ -1,5 +1,5 @@
 // webhooks.test.mjs: paylab's webhooks against an independent implementation of the
-// Standard Webhooks scheme (DESIGN §6): the reference library `standardwebhooks`.
+// Standard Webhooks scheme (docs/api.md): the reference library `standardwebhooks`.
 //
 // (a) Messages the library signs with the cluster's webhook_secret are accepted by the
 //     gateway (200 {"result":"ignored"} for a reference the wallet does not know), and a

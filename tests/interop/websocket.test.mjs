@@ -1,4 +1,4 @@
-// websocket.test.mjs: paylab's real-time path (DESIGN §7, §9; docs/contracts.md "Real time")
+// websocket.test.mjs: paylab's real-time path (docs/realtime.md and docs/ledger.md; docs/contracts.md "Real time")
 // against an independent, widely used WebSocket client: the npm package `ws`.
 //
 // Two gateways share one wallet (the wallet's --notify-url lists both). Then:
@@ -24,7 +24,7 @@ import { Cluster, freePorts, waitFor, zmqArgs } from "./cluster.mjs";
 
 const WS_TIMEOUT_MS = 5000; // open, subscribe, close
 const SETTLE_TIMEOUT_MS = 15000; // async top-ups final, clients at the head
-const MAX_MESSAGE = 4096; // DESIGN §7: client message <= 4 KiB
+const MAX_MESSAGE = 4096; // docs/realtime.md: client message <= 4 KiB
 
 let cluster;
 let ports;
@@ -68,7 +68,7 @@ async function transfer(from, to, amount) {
 
 async function topup(user, amount, mode) {
   const r = await wallet("POST", "/v1/topups", { user, amount_minor: amount, mode });
-  // sync: 200 succeeded or 402 bank_declined; async: 202 pending (DESIGN §8, contracts).
+  // sync: 200 succeeded or 402 bank_declined; async: 202 pending (docs/architecture.md, contracts).
   const ok = mode === "async" ? [202] : [200, 402];
   assert.ok(ok.includes(r.status), `${mode} top-up for ${user}: ${r.status} ${JSON.stringify(r.json)}`);
   return r.json;
@@ -185,7 +185,7 @@ async function reachHead(client, user) {
 }
 
 // Every event of `user` the client saw is the wallet's event of that seq, field for field:
-// what a WebSocket client receives is the event (§9) plus "op", whether it came live over
+// what a WebSocket client receives is the event (docs/ledger.md) plus "op", whether it came live over
 // the bus or was fetched from the wallet to fill a gap or replay.
 function assertSameAsWallet(client, user, record) {
   for (const { op, ...e } of client.events(user)) {

@@ -1,4 +1,4 @@
-/* test_config.c: flags, PAYLAB_<SERVICE>_<FLAG> fallbacks, bounds and built-ins (DESIGN §10). */
+/* test_config.c: flags, PAYLAB_<SERVICE>_<FLAG> fallbacks, bounds and built-ins (docs/api.md). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

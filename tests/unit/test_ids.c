@@ -1,4 +1,5 @@
-/* test_ids.c: random ids, user handles, idempotency keys and traceparent (DESIGN §3, §12). */
+/* test_ids.c: random ids, user handles, idempotency keys and traceparent (docs/api.md and
+ * docs/architecture.md). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /* test_ledger.c: the wallet's double-entry ledger and its settlement (ledger.c, settle.c,
- * events.c) on a real wallet.db in a temp dir: postings and the invariants of DESIGN §9 after
+ * events.c) on a real wallet.db in a temp dir: postings and the invariants of docs/ledger.md after
  * each, the state machine, settling twice, conflicts, idempotency-key rows, the timeline,
  * event rows, amount boundaries and SQLITE_BUSY. */
 #include <setjmp.h>
@@ -84,7 +84,7 @@ static int64_t events_total(struct db *db)
     return q_int(db, "SELECT count(*) FROM events");
 }
 
-/* DESIGN §9 invariants 1-3, and the event stream's: each user's seqs are 1..n. */
+/* docs/ledger.md invariants 1-3, and the event stream's: each user's seqs are 1..n. */
 static void check_invariants(struct db *db)
 {
     /* 1. the sum of all balances is 0 */

@@ -1,4 +1,4 @@
-/* test_money.c: money_parse / money_format boundaries (DESIGN §3). */
+/* test_money.c: money_parse / money_format boundaries (docs/api.md). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
