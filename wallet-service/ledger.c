@@ -642,22 +642,27 @@ int ledger_users_list(struct db *db, int limit,
     return rc == SQLITE_DONE ? 0 : db_rc(rc);
 }
 
-int ledger_open_txns(struct db *db, int64_t pending_before_ms, char ids[][ID_BYTES_MAX], size_t cap,
+int ledger_open_txns(struct db *db, int64_t pending_before_ms, int64_t after_created_ms,
+                     const char *after_id, struct ledger_open_row *rows, size_t cap,
                      size_t *count_out)
 {
     *count_out = 0;
     sqlite3_stmt *st = db_stmt(
-        db, "SELECT id FROM transactions WHERE (status = 'unknown' OR (status = 'pending' AND "
-            "updated_at_ms < ?1)) AND id NOT IN (SELECT transaction_id FROM conflicts WHERE "
-            "source = 'reconciler') ORDER BY updated_at_ms LIMIT ?2");
+        db, "SELECT id, created_at_ms FROM transactions WHERE (status = 'unknown' OR (status = "
+            "'pending' AND updated_at_ms < ?1)) AND (created_at_ms > ?3 OR (created_at_ms = ?3 "
+            "AND id > ?4)) AND id NOT IN (SELECT transaction_id FROM conflicts WHERE source = "
+            "'reconciler') ORDER BY created_at_ms, id LIMIT ?2");
     if (st == NULL)
         return PL_EDB;
     sqlite3_bind_int64(st, 1, pending_before_ms);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)cap);
+    sqlite3_bind_int64(st, 3, after_created_ms);
+    db_bind_text(st, 4, after_id);
     int rc = sqlite3_step(st);
     for (; rc == SQLITE_ROW; rc = sqlite3_step(st)) {
         assert(*count_out < cap);
-        db_column_copy(st, 0, ids[*count_out], ID_BYTES_MAX);
+        db_column_copy(st, 0, rows[*count_out].id, ID_BYTES_MAX);
+        rows[*count_out].created_at_ms = sqlite3_column_int64(st, 1);
         (*count_out)++;
     }
     sqlite3_reset(st);

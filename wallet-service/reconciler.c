@@ -1,8 +1,12 @@
 /* reconciler.c owns closing what the wallet does not know: every --reconcile-ms it takes
  * transactions `unknown`, or `pending` for longer than --pending-grace-ms (a crash, a lost
  * answer), asks the bank by reference and settles on the bank's word. A reference the bank
- * never saw is closed, once its expires_at_ms has passed, with POST /v1/payments/void — on
- * the bank's word, not the wallet's clock — so no success can arrive late.
+ * never saw, or still holds as `processing`, is closed once its expires_at_ms has passed
+ * with POST /v1/payments/void — on the bank's word, not the wallet's clock: the bank expires
+ * a payment not yet executed — so no success can arrive late and nothing outlives the
+ * horizon. Batches rotate: each tick starts after the last transaction the previous one
+ * took, oldest first, and wraps at the end, so open transactions that stay open (an async
+ * payment with a far deadline) never starve newer ones.
  * Must not: decide an outcome itself (only the bank's definite answer settles), keep more
  * than RECON_BATCH_MAX queries in flight, or query a transaction twice at once (including
  * one whose sync call is still in flight).
@@ -115,8 +119,15 @@ static bool recon_act(struct recon_slot *s, const struct ledger_txn *t, const st
                  t->id, t->traceparent);
         return true;
     case BANK_PROCESSING:
-        recon_count(s->ctx, "wait_processing");
-        return false;
+        /* Past its deadline the bank expires a payment it has not executed: ask it to. */
+        if (s->voiding || pl_now_ms() < t->expires_at_ms) {
+            recon_count(s->ctx, "wait_processing");
+            return false;
+        }
+        recon_count(s->ctx, "void");
+        log_info("the bank still holds the payment as processing past its deadline: voiding",
+                 "txn=%s trace=%s", t->id, t->traceparent);
+        return true;
     case BANK_REFUSED:
     case BANK_TIMEOUT:
     case BANK_ERROR:
@@ -166,35 +177,66 @@ static struct recon_slot *recon_slot_take(struct wallet_ctx *ctx, const char *tx
     return NULL;
 }
 
+static void recon_cursor_reset(struct wallet_ctx *ctx)
+{
+    ctx->recon_cursor_created_ms = -1;
+    ctx->recon_cursor_id[0] = '\0';
+}
+
+/* Starts queries for the open transactions after the cursor, as many as there are free
+ * slots, and moves the cursor past each one taken or skipped (already being asked about,
+ * or waiting for its sync call). Returns true when the batch reached the end of the open
+ * transactions: the cursor then wraps to the oldest. */
+static bool recon_batch(struct wallet_ctx *ctx)
+{
+    size_t room = RECON_BATCH_MAX - ctx->recon_inflight;
+    if (room == 0)
+        return false;
+    struct ledger_open_row rows[RECON_BATCH_MAX];
+    size_t count = 0;
+    int rc =
+        ledger_open_txns(&ctx->db, pl_now_ms() - ctx->cfg.pending_grace_ms,
+                         ctx->recon_cursor_created_ms, ctx->recon_cursor_id, rows, room, &count);
+    if (rc != 0) {
+        log_warn("reconciler could not read open transactions", "rc=%d", rc);
+        return false;
+    }
+    for (size_t i = 0; i < count; i++) {
+        bool busy = reconciler_busy_with(ctx, rows[i].id) || api_payment_in_flight(ctx, rows[i].id);
+        struct recon_slot *s = busy ? NULL : recon_slot_take(ctx, rows[i].id);
+        if (!busy && s == NULL)
+            return false; /* no slot: this one comes first next tick */
+        ctx->recon_cursor_created_ms = rows[i].created_at_ms;
+        pl_strlcpy(ctx->recon_cursor_id, rows[i].id, sizeof ctx->recon_cursor_id);
+        if (s == NULL)
+            continue;
+        recon_count(ctx, "query");
+        recon_call(s);
+    }
+    if (count < room) {
+        recon_cursor_reset(ctx);
+        return true;
+    }
+    return false;
+}
+
 static void recon_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     struct wallet_ctx *ctx = arg;
-    if (ctx->draining || ctx->recon_inflight >= RECON_BATCH_MAX)
+    if (ctx->draining)
         return;
-    char ids[RECON_BATCH_MAX][ID_BYTES_MAX];
-    size_t count = 0;
-    int rc = ledger_open_txns(&ctx->db, pl_now_ms() - ctx->cfg.pending_grace_ms, ids,
-                              RECON_BATCH_MAX, &count);
-    if (rc != 0) {
-        log_warn("reconciler could not read open transactions", "rc=%d", rc);
-        return;
-    }
-    for (size_t i = 0; i < count; i++) {
-        if (reconciler_busy_with(ctx, ids[i]) || api_payment_in_flight(ctx, ids[i]))
-            continue;
-        struct recon_slot *s = recon_slot_take(ctx, ids[i]);
-        if (s == NULL)
-            break;
-        recon_count(ctx, "query");
-        recon_call(s);
-    }
+    bool from_oldest = ctx->recon_cursor_created_ms < 0;
+    /* A batch that ended early wrapped: the rest of its room goes to the oldest ones. */
+    if (recon_batch(ctx) && !from_oldest)
+        recon_batch(ctx);
 }
 
 int reconciler_start(struct wallet_ctx *ctx)
 {
     assert(ctx->recon_timer == NULL);
+    recon_cursor_reset(ctx);
     ctx->recon_timer = event_new(ctx->base, -1, EV_PERSIST, recon_tick, ctx);
     if (ctx->recon_timer == NULL)
         return PL_ENOMEM;

@@ -242,9 +242,17 @@ int ledger_user_txns(struct db *db, const char *user, int limit,
 /* Calls fn for the first `limit` users ordered by handle (one statement with LIMIT). */
 int ledger_users_list(struct db *db, int limit,
                       void (*fn)(const struct ledger_user_summary *u, void *arg), void *arg);
-/* Ids of transactions to reconcile: unknown, or pending with updated_at_ms < pending_before_ms;
- * at most cap. Those with a reconciler conflict on record are left to people. */
-int ledger_open_txns(struct db *db, int64_t pending_before_ms, char ids[][ID_BYTES_MAX], size_t cap,
+/* One transaction the reconciler may ask about, with its place in the rotation. */
+struct ledger_open_row {
+    char id[ID_BYTES_MAX];
+    int64_t created_at_ms;
+};
+/* Transactions to reconcile — unknown, or pending with updated_at_ms < pending_before_ms —
+ * that come after (after_created_ms, after_id) in (created_at_ms, id) order, oldest first;
+ * at most cap. after_created_ms -1 and after_id "" start from the oldest. Those with a
+ * reconciler conflict on record are left to people. */
+int ledger_open_txns(struct db *db, int64_t pending_before_ms, int64_t after_created_ms,
+                     const char *after_id, struct ledger_open_row *rows, size_t cap,
                      size_t *count_out);
 /* Calls fn(status_name, count) for every status present. */
 int ledger_status_counts(struct db *db, void (*fn)(const char *status, int64_t count, void *arg),
@@ -478,6 +486,10 @@ struct wallet_ctx {
     struct idem_set inflight_keys; /* Idempotency-Keys whose request is in flight */
     struct recon_slot recon[RECON_BATCH_MAX];
     size_t recon_inflight;
+    /* The rotation: the next batch starts after this (created_at_ms, id); -1 and "" start
+     * again from the oldest open transaction. */
+    int64_t recon_cursor_created_ms;
+    char recon_cursor_id[ID_BYTES_MAX];
     /* ZeroMQ: one context, the ROUTER (webhooks in) and the PUB (events out). */
     void *zctx;
     struct zbus *router;
