@@ -640,6 +640,32 @@ static void api_payment_done(const struct curlev_result *res, void *arg)
     api_payment_finish(p, rc, &now, unknown_status);
 }
 
+void api_payment_settled(struct wallet_ctx *ctx, const char *txn_id)
+{
+    assert(!ctx->db.in_txn); /* the state it answers is committed */
+    for (size_t i = 0; i < WALLET_PENDING_MAX; i++) {
+        struct api_pending *p = &ctx->pending[i];
+        if (p->kind != PENDING_PAYMENT || strcmp(p->txn_id, txn_id) != 0)
+            continue;
+        /* Without a transfer in flight (sync-blocking) the call's own answer comes next. */
+        if (p->xfer == NULL)
+            return;
+        struct ledger_txn now;
+        int rc = ledger_txn_get(&ctx->db, txn_id, &now);
+        if (rc != 0 || !txn_status_final(now.status))
+            return; /* then the bank call's own answer settles and replies, as before */
+        /* Its answer, if it ever came, would meet a final state and change nothing. */
+        curlev_cancel(ctx->curl, p->xfer);
+        p->xfer = NULL;
+        api_bank_count(ctx, "payment", "cancelled");
+        log_info("settled by another path while the bank call was in flight: answering now",
+                 "txn=%s trace=%s status=%s by=%s", txn_id, now.traceparent,
+                 txn_status_name(now.status), txn_settled_by_name(now.settled_by));
+        api_payment_finish(p, 0, &now, 502);
+        return;
+    }
+}
+
 /* The bank call could not even be started: nothing left, so the transaction fails. */
 static void api_payment_not_sent(struct api_pending *p)
 {

@@ -384,8 +384,10 @@ static void intake_apply(struct wallet_ctx *ctx, const struct intake_relay *r,
         v->result = INTAKE_RETRY;
         return;
     }
-    if (v->moved)
+    if (v->moved) {
         events_kick(ctx);
+        api_payment_settled(ctx, v->txn_id); /* a sync client still waiting hears it now */
+    }
 }
 
 /* ===================================================================== the socket === */

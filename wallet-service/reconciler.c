@@ -95,6 +95,8 @@ static void recon_settle(struct recon_slot *s, const struct ledger_txn *t,
         return;
     }
     recon_count(s->ctx, changed ? "settled" : "already_settled");
+    if (changed)
+        api_payment_settled(s->ctx, t->id);
 }
 
 /* Acts on the answer; returns true when the slot goes on with a void. */

@@ -460,6 +460,10 @@ struct idem_set {
 void api_handle(struct evhttp_request *req, void *arg);
 /* True when a sync call of txn_id is still waiting for the bank. */
 bool api_payment_in_flight(const struct wallet_ctx *ctx, const char *txn_id);
+/* Another path (webhook intake, the reconciler) has just committed txn_id's final state:
+ * when a sync client still waits on its bank call, cancels that call and answers the client
+ * now with the committed state. Call after the COMMIT; a no-op for anything else. */
+void api_payment_settled(struct wallet_ctx *ctx, const char *txn_id);
 /* Starts draining: new money-moving requests are refused; true when nothing is pending. */
 bool api_drained(const struct wallet_ctx *ctx);
 /* Cancels the bank calls still in flight and answers their clients with the current state. */

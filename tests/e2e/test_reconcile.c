@@ -1,10 +1,14 @@
-/* test_reconcile.c: how the wallet closes what it does not know (docs/architecture.md):
+/* test_reconcile.c: how the wallet closes what it does not know, and how soon a waiting
+ * client learns an outcome another path found (docs/architecture.md):
  *  - a bank that still holds a payment `processing` past its deadline is asked to void it:
  *    a sync top-up and a sync withdrawal end failed/expired within the reconciliation
  *    horizon, the withdrawal's hold goes back, and the bank's later scheduled execution
  *    moves nothing;
  *  - more open transactions than one reconciler batch, the oldest of them staying open: a
- *    newer one is still asked about at once (the batches rotate), and every one settles. */
+ *    newer one is still asked about at once (the batches rotate), and every one settles;
+ *  - the bank commits a sync payment and never answers: its webhook settles the transaction
+ *    and the waiting client is answered at once, long before its timeout; with the webhook
+ *    dropped too, the client gets 504 unknown at its timeout and the reconciler settles it. */
 #include "e2e.h"
 
 #include <openssl/evp.h>
@@ -226,12 +230,77 @@ static void test_batches_rotate(void **state)
     e2e_finish(e);
 }
 
+/* The bank commits a sync top-up and a sync withdrawal and never answers; their webhooks
+ * settle them within milliseconds, and each client is answered then — 200 succeeded,
+ * settled_by webhook — not after --bank-timeout-ms (5000). */
+static void test_webhook_answers_sync_client(void **state)
+{
+    struct e2e *e = *state;
+    struct e2e_resp r;
+    struct e2e_opts opts = {.bank_timeout_ms = 5000, .payment_ttl_sync_ms = 8000, .gateways = 1};
+    start_with(e, &opts, NULL);
+    e2e_user_add(e, "alice");
+    e2e_faults(e, "{\"lost_response_rate\":1}");
+
+    assert_int_equal(e2e_topup(e, "alice", 50000, "sync", NULL, &r), 200);
+    e2e_expect_txn(r.json, "topup", "sync", "succeeded", 50000);
+    assert_string_equal(e2e_str(r.json, "settled_by"), "webhook");
+    assert_int_equal(e2e_int(r.json, "balance_minor"), 50000);
+    assert_true(r.raw.elapsed_ms < 2500);
+    char tid[64];
+    pl_strlcpy(tid, e2e_str(r.json, "id"), sizeof tid);
+    e2e_resp_free(&r);
+
+    assert_int_equal(e2e_withdraw(e, "alice", 20000, "sync", NULL, &r), 200);
+    e2e_expect_txn(r.json, "withdrawal", "sync", "succeeded", 20000);
+    assert_string_equal(e2e_str(r.json, "settled_by"), "webhook");
+    assert_true(r.raw.elapsed_ms < 2500);
+    char wid[64];
+    pl_strlcpy(wid, e2e_str(r.json, "id"), sizeof wid);
+    e2e_resp_free(&r);
+
+    e2e_expect_settled(e, tid, "succeeded", "webhook", 2);
+    e2e_expect_settled(e, wid, "succeeded", "webhook", 4);
+    assert_int_equal(e2e_wallet_balance(e, "alice"), 30000);
+    assert_int_equal(e2e_bank_balance(e, "NODAL-PAYLAB"), 30000);
+    e2e_faults(e, "{\"clear\":true}");
+    e2e_wait_webhooks_idle(e, 10000);
+    e2e_finish(e);
+}
+
+/* The same, but every webhook attempt is dropped too: nothing settles the top-up while the
+ * client waits, so it gets 504 unknown at its timeout, and the reconciler settles it. */
+static void test_no_webhook_then_reconciled(void **state)
+{
+    struct e2e *e = *state;
+    struct e2e_resp r;
+    struct e2e_opts opts = {.bank_timeout_ms = 5000, .payment_ttl_sync_ms = 8000, .gateways = 1};
+    start_with(e, &opts, NULL);
+    e2e_user_add(e, "alice");
+    e2e_faults(e, "{\"lost_response_rate\":1,\"webhook_drop_rate\":1}");
+
+    char id[64];
+    e2e_topup(e, "alice", 50000, "sync", NULL, &r);
+    pl_strlcpy(id, e2e_expect_txn_error(&r, 504, "bank_timeout", "unknown"), sizeof id);
+    assert_true(r.raw.elapsed_ms >= 4900);
+    e2e_resp_free(&r);
+    cJSON *t = e2e_wait_final(e, id, E2E_SETTLE_TIMEOUT_MS);
+    e2e_expect_txn(t, "topup", "sync", "succeeded", 50000);
+    assert_string_equal(e2e_str(t, "settled_by"), "reconciler");
+    cJSON_Delete(t);
+    e2e_expect_settled(e, id, "succeeded", "reconciler", 2);
+    e2e_faults(e, "{\"clear\":true}");
+    e2e_finish(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_processing_past_deadline_voided, e2e_setup,
                                         e2e_teardown),
         cmocka_unit_test_setup_teardown(test_batches_rotate, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_webhook_answers_sync_client, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_no_webhook_then_reconciled, e2e_setup, e2e_teardown),
     };
     e2e_filter_from_env();
     return cmocka_run_group_tests_name("e2e_reconcile", tests, NULL, NULL);
