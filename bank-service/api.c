@@ -703,8 +703,9 @@ static void api_payment_create(struct api_call *c, const cJSON *body, const char
     int64_t now_ms = pl_now_ms();
     struct payment p;
     enum payments_create_result result = PAYMENTS_CREATED;
-    int rc = payments_create(&c->ctx->db, &pr, c->ctx->nodal_account, now_ms, now_ms + delay_ms, &p,
-                             &result);
+    struct payments_policy pol = bank_payments_policy(c->ctx);
+    int rc = payments_create_with(&c->ctx->db, &pol, &pr, c->ctx->nodal_account, now_ms,
+                                  now_ms + delay_ms, &p, &result);
     if (rc != 0) {
         api_db_error(c, rc);
         return;
@@ -782,10 +783,19 @@ static void api_payment_void(struct api_call *c, const cJSON *body)
     struct payment p;
     bool created = false;
     bool executed = false;
-    int rc = payments_void(&c->ctx->db, reference, pl_now_ms(), &p, &created, &executed);
+    bool pretended = false;
+    struct payments_policy pol = bank_payments_policy(c->ctx);
+    int rc = payments_void_with(&c->ctx->db, &pol, reference, pl_now_ms(), &p, &created, &executed,
+                                &pretended);
     if (rc != 0) {
         api_db_error(c, rc);
         return;
+    }
+    if (pretended) {
+        log_warn("UNSAFE --unsafe-ignore-expiry: answered a void failed/expired, but the payment "
+                 "stays processing and will still execute",
+                 "reference=%s payment=%s execute_at_ms=%lld", p.reference, p.id,
+                 (long long)p.execute_at_ms);
     }
     if (created) {
         log_info("reference voided", "reference=%s payment=%s", p.reference, p.id);
@@ -1026,15 +1036,28 @@ static void api_admin(struct api_call *c)
 
 /* ================================================================ open endpoints */
 
+/* GET /healthz: open, and readable by the dashboard's origin (a simple GET: no preflight),
+ * which shows a banner while a teaching switch is on. */
 static void api_healthz(struct api_call *c)
 {
     if (!api_method(c, EVHTTP_REQ_GET, "GET")) {
         return;
     }
+    const char *origin = http_header(c->req, "Origin");
+    if (origin != NULL && api_origin_allowed(c->ctx, origin)) {
+        http_add_header(c->req, "Access-Control-Allow-Origin", origin);
+        http_add_header(c->req, "Vary", "Origin");
+    }
     cJSON *o = cJSON_CreateObject();
     bool ok = o != NULL && cJSON_AddStringToObject(o, "status", "ok") != NULL &&
               cJSON_AddStringToObject(o, "service", "bank") != NULL &&
               cJSON_AddStringToObject(o, "version", PAYLAB_VERSION) != NULL;
+    cJSON *unsafe = ok ? cJSON_AddArrayToObject(o, "unsafe") : NULL;
+    ok = unsafe != NULL;
+    if (ok && c->ctx->unsafe_ignore_expiry) {
+        cJSON *name = cJSON_CreateString("ignore-expiry");
+        ok = name != NULL && cJSON_AddItemToArray(unsafe, name);
+    }
     api_json(c, 200, ok ? o : NULL);
     cJSON_Delete(o);
 }

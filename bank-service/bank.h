@@ -76,6 +76,7 @@ struct bank_ctx {
     int64_t webhook_delay_ms;
     int64_t webhook_delay_jitter_ms;
     bool webhook_stop;
+    bool unsafe_ignore_expiry; /* teaching switch: deadlines not honoured (payments.h) */
 
     /* secrets: never logged */
     char bank_api_key[SECRET_BYTES_MAX];
@@ -98,6 +99,13 @@ struct bank_ctx {
     struct event *sigterm_ev;
     struct event *sigint_ev;
 };
+
+/* What payments.c decides by: the teaching switch. */
+static inline struct payments_policy bank_payments_policy(const struct bank_ctx *ctx)
+{
+    struct payments_policy pol = {.ignore_expiry = ctx->unsafe_ignore_expiry};
+    return pol;
+}
 
 /* api.c: the evhttp handler for every request (arg is the bank_ctx). */
 void bank_api_handle(struct evhttp_request *req, void *arg);

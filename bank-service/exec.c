@@ -67,7 +67,8 @@ static bool exec_one(struct bank_ctx *ctx, const char *id)
 {
     struct payment p;
     bool executed = false;
-    int rc = payments_execute(&ctx->db, id, pl_now_ms(), &p, &executed);
+    struct payments_policy pol = bank_payments_policy(ctx);
+    int rc = payments_execute_with(&ctx->db, &pol, id, pl_now_ms(), &p, &executed);
     if (rc != 0) {
         log_warn("payment execution deferred", "payment=%s error=%d", id, rc);
         return false;

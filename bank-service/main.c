@@ -67,6 +67,9 @@ static enum config_result bank_parse_flags(struct bank_ctx *ctx, int argc, char 
         {"webhook-delay-jitter-ms", CONFIG_INT, &ctx->webhook_delay_jitter_ms, 0,
          FAULTS_LATENCY_MS_MAX, "plus a deterministic 0..N ms per webhook attempt"},
         {"webhook-stop", CONFIG_BOOL, &ctx->webhook_stop, 0, 0, "hold every webhook delivery"},
+        {"unsafe-ignore-expiry", CONFIG_BOOL, &ctx->unsafe_ignore_expiry, 0, 0,
+         "UNSAFE teaching switch: execute payments past their deadline; a void answers expired "
+         "without stopping the execution"},
     };
     return config_parse("BANK", "bank-service", BANK_SUMMARY, opts, PL_ARRAY_LEN(opts), argc, argv);
 }
@@ -253,6 +256,11 @@ static int bank_configure(struct bank_ctx *ctx, int argc, char **argv)
         return 2;
     }
     log_init("bank", level);
+    if (ctx->unsafe_ignore_expiry) {
+        log_warn("UNSAFE: --unsafe-ignore-expiry — payments execute past their deadline and a "
+                 "void only pretends to stop them — for the lab's break-it exercises only",
+                 NULL);
+    }
     if (!payments_account_id_valid(ctx->nodal_account)) {
         fprintf(stderr, "bank-service: --nodal-account must match [A-Z0-9-]{1,64}\n");
         return 2;

@@ -89,6 +89,13 @@ enum payments_create_result {
     PAYMENTS_MANDATE_MISSING,  /* debit from a customer account without a mandate */
 };
 
+/* What the bank decides that no request says: the teaching switch --unsafe-ignore-expiry.
+ * The functions without a policy honour deadlines. */
+struct payments_policy {
+    bool ignore_expiry; /* UNSAFE: execute past expires_at_ms; a void answers `expired` without
+                         * stopping the execution */
+};
+
 /* True for [A-Z0-9-]{1,64}. */
 bool payments_account_id_valid(const char *id);
 
@@ -119,6 +126,11 @@ void payments_fingerprint(const struct payment_request *req,
 int payments_create(struct db *db, const struct payment_request *req, const char *nodal_account,
                     int64_t now_ms, int64_t execute_at_ms, struct payment *out,
                     enum payments_create_result *result);
+/* payments_create under policy pol. */
+int payments_create_with(struct db *db, const struct payments_policy *pol,
+                         const struct payment_request *req, const char *nodal_account,
+                         int64_t now_ms, int64_t execute_at_ms, struct payment *out,
+                         enum payments_create_result *result);
 
 /* Executes payment id if it is still processing, in one BEGIN IMMEDIATE transaction: past
  * its deadline (now_ms ≥ expires_at_ms) it fails `expired`; without the funds it fails
@@ -127,12 +139,22 @@ int payments_create(struct db *db, const struct payment_request *req, const char
  * final (then nothing changed). *out is the payment now. PL_ENOTFOUND, PL_EBUSY, PL_EDB. */
 int payments_execute(struct db *db, const char *id, int64_t now_ms, struct payment *out,
                      bool *executed);
+/* payments_execute under policy pol: with pol->ignore_expiry a payment past its deadline is
+ * executed all the same (logged as UNSAFE). */
+int payments_execute_with(struct db *db, const struct payments_policy *pol, const char *id,
+                          int64_t now_ms, struct payment *out, bool *executed);
 
 /* POST /v1/payments/void: a never-seen reference is recorded voided (failed / expired, no
  * accounts, amount 0; *created true); a processing one past its deadline is executed now
  * (which expires it; *executed true); anything else is left as it stands. */
 int payments_void(struct db *db, const char *reference, int64_t now_ms, struct payment *out,
                   bool *created, bool *executed);
+/* payments_void under policy pol. With pol->ignore_expiry a processing payment past its
+ * deadline is left processing (it still executes when due), but *out says failed / expired
+ * as if it had been stopped, and *pretended is true: the lie the teaching switch tells. */
+int payments_void_with(struct db *db, const struct payments_policy *pol, const char *reference,
+                       int64_t now_ms, struct payment *out, bool *created, bool *executed,
+                       bool *pretended);
 
 /* PL_ENOTFOUND when unknown. */
 int payments_get(struct db *db, const char *id, struct payment *out);

@@ -224,6 +224,14 @@ static void api_reply_txn(const struct api_call *c, const struct ledger_txn *t, 
                                            strcmp(t->failure_reason, "not_sent") == 0)) {
         api_error_extra(c, 503, "bank_unreachable",
                         "the bank refused the connection; nothing was moved", o);
+    } else if (t->status == TXN_FAILED && (strcmp(t->failure_reason, "bank_timeout") == 0 ||
+                                           strcmp(t->failure_reason, "bank_error") == 0)) {
+        bool timeout = strcmp(t->failure_reason, "bank_timeout") == 0;
+        api_error_extra(c, timeout ? 504 : 502, t->failure_reason,
+                        "UNSAFE --unsafe-timeout-is-failure: the bank gave no definite answer and "
+                        "the wallet called the payment failed without asking; the bank may "
+                        "still have moved the money",
+                        o);
     } else if (t->status == TXN_FAILED) {
         char msg[128];
         snprintf(msg, sizeof msg, "the bank declined the payment: %s", t->failure_reason);
@@ -581,6 +589,25 @@ static void api_outcome_of(const struct bank_answer *a, struct settle_outcome *o
     }
 }
 
+/* --unsafe-timeout-is-failure: an answer that is not definite settles failed at once (the
+ * anti-pattern the lab breaks on purpose), reason in the caller's buffer. */
+static void api_unsafe_failure(const struct ledger_txn *t, const struct bank_answer *a,
+                               struct settle_outcome *o, char *reason, size_t cap)
+{
+    assert(o->to == TXN_UNKNOWN);
+    bool timeout = a->verdict == BANK_TIMEOUT;
+    snprintf(reason, cap,
+             "UNSAFE --unsafe-timeout-is-failure: %s — settled failed without asking the bank",
+             a->detail);
+    o->to = TXN_FAILED;
+    o->by = SETTLED_RESPONSE;
+    o->failure_reason = timeout ? "bank_timeout" : "bank_error";
+    o->reason = reason;
+    log_warn("UNSAFE --unsafe-timeout-is-failure: no definite answer from the bank, settled "
+             "failed (the bank may have moved the money)",
+             "txn=%s trace=%s verdict=%s", t->id, t->traceparent, bank_verdict_name(a->verdict));
+}
+
 static void api_bank_count(struct wallet_ctx *ctx, const char *call, const char *outcome)
 {
     char labels[96];
@@ -631,6 +658,9 @@ static void api_payment_done(const struct curlev_result *res, void *arg)
     struct settle_outcome o;
     int unknown_status = 502;
     api_outcome_of(&a, &o, &unknown_status);
+    char unsafe_reason[WALLET_REASON_BYTES_MAX + 96];
+    if (o.to == TXN_UNKNOWN && ctx->cfg.unsafe_timeout_is_failure)
+        api_unsafe_failure(&t, &a, &o, unsafe_reason, sizeof unsafe_reason);
     bool changed = false;
     rc = settle_apply(ctx, t.id, &o, &now, &changed);
     if (rc == 0 && !changed) {
@@ -1491,15 +1521,25 @@ static void api_user_events(const struct api_call *c, const char *user)
     cJSON_Delete(o);
 }
 
+/* GET /healthz: alive, and which teaching switches are on ("unsafe", [] when none): the
+ * dashboard shows a red banner while the list is not empty. */
 static void api_healthz(const struct api_call *c)
 {
+    const struct wallet_config *cfg = &c->ctx->cfg;
     cJSON *o = cJSON_CreateObject();
     if (o != NULL) {
         cJSON_AddStringToObject(o, "status", "ok");
         cJSON_AddStringToObject(o, "service", "wallet");
         cJSON_AddStringToObject(o, "version", PAYLAB_VERSION);
     }
-    api_json(c, 200, o);
+    cJSON *unsafe = o != NULL ? cJSON_AddArrayToObject(o, "unsafe") : NULL;
+    if (unsafe != NULL) {
+        if (cfg->unsafe_no_dedupe)
+            cJSON_AddItemToArray(unsafe, cJSON_CreateString("no-dedupe"));
+        if (cfg->unsafe_timeout_is_failure)
+            cJSON_AddItemToArray(unsafe, cJSON_CreateString("timeout-is-failure"));
+    }
+    api_json(c, 200, unsafe != NULL ? o : NULL);
     cJSON_Delete(o);
 }
 

@@ -15,7 +15,10 @@
  *  - `retry` means nothing was committed: the gateway answers the bank 503 and the bank
  *    sends the webhook again. Every other result is durable before it is sent.
  *  - Every outcome but `retry` and `rejected` leaves a timeline line on the transaction it
- *    names (when it names one of ours), so `paylab tx` shows each arrival. */
+ *    names (when it names one of ours), so `paylab tx` shows each arrival.
+ *  - The two guards above are off under the teaching switch --unsafe-no-dedupe, and only
+ *    there: a seen webhook-id is handled again and a final transaction takes the outcome
+ *    again (settle_in_txn), each time with an UNSAFE warning. */
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>
@@ -190,11 +193,15 @@ static int intake_seen_get(struct db *db, const char *webhook_id, char *txn_id, 
     return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : db_rc(rc);
 }
 
+/* replace: --unsafe-no-dedupe handles a seen webhook-id again, so its row is overwritten. */
 static int intake_seen_insert(struct db *db, const char *webhook_id, const struct intake_verdict *v,
-                              int64_t now_ms)
+                              bool replace, int64_t now_ms)
 {
-    sqlite3_stmt *st = db_stmt(db, "INSERT INTO webhooks_seen (webhook_id, transaction_id, result, "
-                                   "received_at_ms) VALUES (?1, ?2, ?3, ?4)");
+    sqlite3_stmt *st =
+        replace ? db_stmt(db, "INSERT OR REPLACE INTO webhooks_seen (webhook_id, transaction_id, "
+                              "result, received_at_ms) VALUES (?1, ?2, ?3, ?4)")
+                : db_stmt(db, "INSERT INTO webhooks_seen (webhook_id, transaction_id, result, "
+                              "received_at_ms) VALUES (?1, ?2, ?3, ?4)");
     if (st == NULL)
         return PL_EDB;
     db_bind_text(st, 1, webhook_id);
@@ -276,21 +283,28 @@ static int intake_processing(struct wallet_ctx *ctx, const struct ledger_txn *t,
                       now_ms);
 }
 
+/* --unsafe-no-dedupe: a final webhook for a final transaction goes to settle_in_txn all the
+ * same, which applies it again (or records why it could not). */
+static int intake_final_unguarded(struct wallet_ctx *ctx, const struct ledger_txn *t,
+                                  const struct intake_relay *r, const struct intake_hook *h,
+                                  const struct settle_outcome *o, int64_t now_ms,
+                                  struct intake_verdict *v)
+{
+    int rc = settle_in_txn(ctx, t, o, now_ms, &v->moved);
+    if (rc != 0 || v->moved) {
+        v->result = INTAKE_APPLIED;
+        return rc;
+    }
+    v->result = t->status == h->status ? INTAKE_DUPLICATE : INTAKE_CONFLICT;
+    return intake_log(ctx, t, r, h, v->result, "UNSAFE --unsafe-no-dedupe: not applied again",
+                      now_ms);
+}
+
 /* payment.succeeded / payment.failed through the state-machine guard. */
 static int intake_final(struct wallet_ctx *ctx, const struct ledger_txn *t,
                         const struct intake_relay *r, const struct intake_hook *h, int64_t now_ms,
                         struct intake_verdict *v)
 {
-    if (t->status == h->status) {
-        v->result = INTAKE_DUPLICATE;
-        return intake_log(ctx, t, r, h, v->result, "the transaction already has this outcome",
-                          now_ms);
-    }
-    if (txn_status_final(t->status)) {
-        v->result = INTAKE_CONFLICT;
-        return intake_conflict(ctx, t, r, h, "the opposite of the transaction's final status",
-                               now_ms);
-    }
     char reason[WALLET_REASON_BYTES_MAX + 128];
     snprintf(reason, sizeof reason, "%s from the bank (webhook %s, applied)%s%s", h->type,
              r->webhook_id, h->status == TXN_FAILED ? ": " : "",
@@ -304,6 +318,18 @@ static int intake_final(struct wallet_ctx *ctx, const struct ledger_txn *t,
         .event = "webhook",
         .reason = reason,
     };
+    if (ctx->cfg.unsafe_no_dedupe && txn_status_final(t->status))
+        return intake_final_unguarded(ctx, t, r, h, &o, now_ms, v);
+    if (t->status == h->status) {
+        v->result = INTAKE_DUPLICATE;
+        return intake_log(ctx, t, r, h, v->result, "the transaction already has this outcome",
+                          now_ms);
+    }
+    if (txn_status_final(t->status)) {
+        v->result = INTAKE_CONFLICT;
+        return intake_conflict(ctx, t, r, h, "the opposite of the transaction's final status",
+                               now_ms);
+    }
     int rc = settle_in_txn(ctx, t, &o, now_ms, &v->moved);
     if (rc != 0)
         return rc;
@@ -366,12 +392,20 @@ static void intake_apply(struct wallet_ctx *ctx, const struct intake_relay *r,
     }
     bool seen = false;
     rc = intake_seen_get(&ctx->db, r->webhook_id, v->txn_id, sizeof v->txn_id, &seen);
+    bool again = rc == 0 && seen && ctx->cfg.unsafe_no_dedupe;
+    if (again) {
+        log_warn("UNSAFE --unsafe-no-dedupe: webhook-id seen before, handled again (the "
+                 "webhook-id check is off)",
+                 "webhook=%s txn=%s", r->webhook_id, v->txn_id[0] != '\0' ? v->txn_id : "-");
+        v->txn_id[0] = '\0';
+        seen = false;
+    }
     if (rc == 0 && seen)
         rc = intake_repeat(ctx, r, h, now_ms, v);
     if (rc == 0 && !seen)
         rc = intake_decide(ctx, r, h, now_ms, v);
     if (rc == 0 && !seen)
-        rc = intake_seen_insert(&ctx->db, r->webhook_id, v, now_ms);
+        rc = intake_seen_insert(&ctx->db, r->webhook_id, v, again, now_ms);
     if (rc != 0) {
         db_rollback(&ctx->db);
     } else {

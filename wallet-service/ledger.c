@@ -369,6 +369,31 @@ int ledger_txn_transition(struct db *db, const char *txn_id, unsigned from_mask,
     return sqlite3_changes(db->handle) == 1 ? 0 : PL_ECONFLICT;
 }
 
+int ledger_txn_force(struct db *db, const char *txn_id, enum txn_status to, enum txn_settled_by by,
+                     const char *failure_reason, const char *bank_payment_id, int64_t now_ms)
+{
+    assert(db->in_txn);
+    assert(txn_status_final(to));
+    sqlite3_stmt *st =
+        db_stmt(db, "UPDATE transactions SET status = ?1, settled_by = ?2, "
+                    "failure_reason = COALESCE(?3, failure_reason), "
+                    "bank_payment_id = COALESCE(?4, bank_payment_id), updated_at_ms = ?5 "
+                    "WHERE id = ?6");
+    if (st == NULL)
+        return PL_EDB;
+    db_bind_text(st, 1, txn_status_name(to));
+    db_bind_text(st, 2, txn_settled_by_name(by));
+    db_bind_text(st, 3, failure_reason);
+    db_bind_text(st, 4,
+                 bank_payment_id != NULL && bank_payment_id[0] != '\0' ? bank_payment_id : NULL);
+    sqlite3_bind_int64(st, 5, now_ms);
+    db_bind_text(st, 6, txn_id);
+    int rc = db_exec_stmt(st);
+    if (rc != 0)
+        return rc;
+    return sqlite3_changes(db->handle) == 1 ? 0 : PL_ENOTFOUND;
+}
+
 int ledger_conflict_insert(struct db *db, const char *txn_id, const char *source,
                            const char *detail, int64_t now_ms)
 {

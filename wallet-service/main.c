@@ -91,11 +91,32 @@ static enum config_result wallet_flags(struct wallet_config *cfg, int argc, char
         {"allowed-origin", CONFIG_STR, cfg->allowed_origin, 0, 0,
          "comma-separated browser origins allowed to call /v1 (CORS; the dashboard's)"},
         {"log-level", CONFIG_STR, cfg->log_level, 0, 0, "debug, info, warn or error"},
+        {"unsafe-no-dedupe", CONFIG_BOOL, &cfg->unsafe_no_dedupe, 0, 0,
+         "UNSAFE teaching switch: no webhook-id check and no state guard (a duplicated "
+         "webhook credits again)"},
+        {"unsafe-timeout-is-failure", CONFIG_BOOL, &cfg->unsafe_timeout_is_failure, 0, 0,
+         "UNSAFE teaching switch: a sync bank call without a definite answer fails instead "
+         "of unknown"},
     };
     return config_parse("WALLET", "wallet-service",
                         "paylab wallet: users, the double-entry ledger, top-ups, withdrawals and "
                         "transfers against the simulated bank",
                         opts, PL_ARRAY_LEN(opts), argc, argv);
+}
+
+/* Teaching switches are loud: one warning each at startup (and one per outcome changed). */
+static void wallet_warn_unsafe(const struct wallet_config *cfg)
+{
+    if (cfg->unsafe_no_dedupe)
+        log_warn("UNSAFE: --unsafe-no-dedupe — no webhook-id check and no state guard: a "
+                 "repeated webhook or answer is applied again — for the lab's break-it "
+                 "exercises only",
+                 NULL);
+    if (cfg->unsafe_timeout_is_failure)
+        log_warn("UNSAFE: --unsafe-timeout-is-failure — a sync bank call without a definite "
+                 "answer settles failed, though the bank may have moved the money — for the "
+                 "lab's break-it exercises only",
+                 NULL);
 }
 
 /* ===================================================================== shutdown ===== */
@@ -289,6 +310,7 @@ int main(int argc, char **argv)
         return 2;
     }
     log_init("wallet", level);
+    wallet_warn_unsafe(&ctx->cfg);
     struct wallet_main wm = {.ctx = ctx};
     int rc = wallet_open(ctx);
     if (rc == 0)

@@ -9,7 +9,10 @@
  * the commit.
  * Invariant: the state-machine guard (ledger_txn_transition) lets exactly one path move a
  * transaction out of pending/unknown, so its settlement postings are written at most once;
- * a path that loses the race changes nothing and reports the state the winner committed. */
+ * a path that loses the race changes nothing and reports the state the winner committed.
+ * The one exception is deliberate and loud: the teaching switch --unsafe-no-dedupe turns
+ * the guard off (settle_unguarded), so a repeated outcome posts again — what verify's
+ * invariant 5 exists to catch. Even then no wallet or payouts account goes below zero. */
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,25 +32,37 @@ static bool settle_moves_wallet(const struct ledger_txn *t, enum txn_status to)
            (t->kind == TXN_KIND_WITHDRAWAL && to == TXN_FAILED);
 }
 
+/* The accounts of the settlement posting of docs/ledger.md for t moving to `to` (wallet is
+ * the caller's buffer for the user's account); false when nothing moves (a failed top-up,
+ * an unknown). */
+static bool settle_accounts(const struct ledger_txn *t, enum txn_status to,
+                            char wallet[WALLET_ACCOUNT_ID_BYTES_MAX], const char **from,
+                            const char **dest)
+{
+    ledger_wallet_account(t->user, wallet, WALLET_ACCOUNT_ID_BYTES_MAX);
+    *from = NULL;
+    *dest = NULL;
+    if (t->kind == TXN_KIND_TOPUP && to == TXN_SUCCEEDED) {
+        *from = LEDGER_ACCOUNT_BANK;
+        *dest = wallet;
+    } else if (t->kind == TXN_KIND_WITHDRAWAL && to == TXN_SUCCEEDED) {
+        *from = LEDGER_ACCOUNT_PAYOUTS;
+        *dest = LEDGER_ACCOUNT_BANK;
+    } else if (t->kind == TXN_KIND_WITHDRAWAL && to == TXN_FAILED) {
+        *from = LEDGER_ACCOUNT_PAYOUTS;
+        *dest = wallet;
+    }
+    return *from != NULL;
+}
+
 /* The settlement postings of docs/ledger.md for t moving to `to`. */
 static int settle_post(struct wallet_ctx *ctx, const struct ledger_txn *t, enum txn_status to,
                        int64_t now_ms)
 {
     char wallet[WALLET_ACCOUNT_ID_BYTES_MAX];
-    ledger_wallet_account(t->user, wallet, sizeof wallet);
     const char *from = NULL, *dest = NULL;
-    if (t->kind == TXN_KIND_TOPUP && to == TXN_SUCCEEDED) {
-        from = LEDGER_ACCOUNT_BANK;
-        dest = wallet;
-    } else if (t->kind == TXN_KIND_WITHDRAWAL && to == TXN_SUCCEEDED) {
-        from = LEDGER_ACCOUNT_PAYOUTS;
-        dest = LEDGER_ACCOUNT_BANK;
-    } else if (t->kind == TXN_KIND_WITHDRAWAL && to == TXN_FAILED) {
-        from = LEDGER_ACCOUNT_PAYOUTS;
-        dest = wallet;
-    }
-    if (from == NULL)
-        return 0; /* a failed top-up or an unknown: nothing moves */
+    if (!settle_accounts(t, to, wallet, &from, &dest))
+        return 0;
     int rc = ledger_post(&ctx->db, t->id, from, dest, t->amount_minor, now_ms);
     assert(rc != LEDGER_EFUNDS); /* the withdrawal's hold is in payouts:in_flight */
     if (rc != 0)
@@ -117,6 +132,48 @@ static int settle_move(struct wallet_ctx *ctx, const struct ledger_txn *t,
     return rc == PL_ECONFLICT ? PL_EDB : rc; /* a constraint after the move is a failure */
 }
 
+/* --unsafe-no-dedupe: the guard refused because t is already final; apply o all the same —
+ * status, postings, timeline, events — and say so. The ledger's floor still holds: when the
+ * posting's source (a wallet, payouts:in_flight) cannot cover it, o is recorded as a
+ * conflict instead (*moved_out stays false). */
+static int settle_unguarded(struct wallet_ctx *ctx, const struct ledger_txn *t,
+                            const struct settle_outcome *o, int64_t now_ms, bool *moved_out)
+{
+    assert(ctx->cfg.unsafe_no_dedupe);
+    assert(txn_status_final(t->status) && txn_status_final(o->to));
+    char wallet[WALLET_ACCOUNT_ID_BYTES_MAX];
+    const char *from = NULL, *dest = NULL;
+    int64_t balance = 0;
+    int rc = 0;
+    if (settle_accounts(t, o->to, wallet, &from, &dest) && strcmp(from, LEDGER_ACCOUNT_BANK) != 0)
+        rc = ledger_balance(&ctx->db, from, &balance);
+    if (rc != 0)
+        return rc;
+    if (from != NULL && strcmp(from, LEDGER_ACCOUNT_BANK) != 0 && balance < t->amount_minor) {
+        log_warn("UNSAFE --unsafe-no-dedupe: a repeated outcome would take an account below "
+                 "zero; recorded as a conflict",
+                 "txn=%s account=%s", t->id, from);
+        rc = ledger_conflict_insert(&ctx->db, t->id, txn_settled_by_name(o->by),
+                                    "UNSAFE --unsafe-no-dedupe: applying this outcome again "
+                                    "would take an account below zero",
+                                    now_ms);
+        return rc != 0 ? rc : ledger_log(&ctx->db, t->id, now_ms, "conflict", t->status, o->reason);
+    }
+    rc = ledger_txn_force(&ctx->db, t->id, o->to, o->by,
+                          o->to == TXN_FAILED ? o->failure_reason : NULL, o->bank_payment_id,
+                          now_ms);
+    if (rc == 0)
+        rc = settle_effects(ctx, t, o, now_ms);
+    if (rc != 0)
+        return rc == PL_ECONFLICT ? PL_EDB : rc;
+    log_warn("UNSAFE --unsafe-no-dedupe: outcome applied again to a final transaction (the "
+             "state guard is off)",
+             "txn=%s trace=%s was=%s now=%s by=%s", t->id, t->traceparent,
+             txn_status_name(t->status), txn_status_name(o->to), txn_settled_by_name(o->by));
+    *moved_out = true;
+    return 0;
+}
+
 int settle_in_txn(struct wallet_ctx *ctx, const struct ledger_txn *t,
                   const struct settle_outcome *o, int64_t now_ms, bool *moved_out)
 {
@@ -131,6 +188,8 @@ int settle_in_txn(struct wallet_ctx *ctx, const struct ledger_txn *t,
     }
     if (rc != PL_ECONFLICT)
         return rc;
+    if (ctx->cfg.unsafe_no_dedupe && txn_status_final(t->status) && txn_status_final(o->to))
+        return settle_unguarded(ctx, t, o, now_ms, moved_out);
     return settle_lost_race(ctx, t, o, now_ms);
 }
 

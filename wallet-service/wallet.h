@@ -123,6 +123,9 @@ struct wallet_config {
     int64_t ws_token_ttl_s;
     char allowed_origin[CONFIG_STR_BYTES_MAX]; /* comma-separated browser origins (CORS) */
     char log_level[CONFIG_STR_BYTES_MAX];
+    /* Teaching switches (docs/api.md), each loud in the log and in /healthz while on. */
+    bool unsafe_no_dedupe;          /* no webhook-id check, no state guard */
+    bool unsafe_timeout_is_failure; /* a sync call without a definite answer fails */
 };
 
 /* ---- ledger values -------------------------------------------------------------------- */
@@ -215,6 +218,10 @@ int ledger_post(struct db *db, const char *txn_id, const char *from_account, con
 int ledger_txn_transition(struct db *db, const char *txn_id, unsigned from_mask, enum txn_status to,
                           enum txn_settled_by by, const char *failure_reason,
                           const char *bank_payment_id, int64_t now_ms);
+/* The same UPDATE without the guard: any status, final ones included, moves to `to` (a final
+ * one). For the teaching switch --unsafe-no-dedupe only. 0 or PL_ENOTFOUND. */
+int ledger_txn_force(struct db *db, const char *txn_id, enum txn_status to, enum txn_settled_by by,
+                     const char *failure_reason, const char *bank_payment_id, int64_t now_ms);
 int ledger_conflict_insert(struct db *db, const char *txn_id, const char *source,
                            const char *detail, int64_t now_ms);
 /* Records the bank's payment id of txn_id when it has none yet (status unchanged).

@@ -7,6 +7,7 @@
   const MAX_ROWS = 100;
   const POLL_MS = 3000;             /* balances without a live subscription */
   const FAULTS_POLL_MS = 3000;      /* picks up `paylab faults set` from a terminal */
+  const UNSAFE_POLL_MS = 3000;      /* GET /healthz of the wallet and the bank: teaching switches */
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 5000;
   const MAX_DETAIL_FETCHES = 4;     /* concurrent GET /v1/transactions/{id} */
@@ -85,6 +86,7 @@
     reconnectTimer: 0,
     pollTimer: 0,
     faults: null,
+    unsafe: [],            /* "wallet --unsafe-no-dedupe", … from the services' /healthz */
     events: 0,
     detailQueue: [],
     detailActive: 0,
@@ -95,6 +97,7 @@
   const els = {
     conn: $('conn'), connText: $('conn-text'), connDetail: $('conn-detail'),
     faultsBadge: $('faults-badge'), switchBadge: $('switch-badge'),
+    unsafeBanner: $('unsafe-banner'), unsafeList: $('unsafe-list'),
     notice: $('token-notice'), tokenForm: $('token-form'), tokenInput: $('token-input'),
     cards: $('cards'), cardsEmpty: $('cards-empty'), balancesMeta: $('balances-meta'),
     txns: $('txns'), txnsEmpty: $('txns-empty'), feedMeta: $('feed-meta'),
@@ -837,15 +840,19 @@
     return Object.entries(p.on).every(([k, v]) => f[k] === v);
   }
 
+  function setSwitchBadge(all) {
+    els.switchBadge.hidden = all.length === 0;
+    els.switchBadge.title = all.join(', ');
+  }
+
   function renderFaults(f, note) {
     state.faults = f;
     const { out, switches } = activeFaults(f);
     const cfgSwitches = Array.isArray(state.cfg && state.cfg.teaching_switches) ? state.cfg.teaching_switches : [];
-    const allSwitches = switches.concat(cfgSwitches);
+    const allSwitches = switches.concat(cfgSwitches, state.unsafe);
     els.faultsBadge.hidden = out.length === 0;
     els.faultsBadge.textContent = out.length === 1 ? 'fault active' : out.length + ' faults active';
-    els.switchBadge.hidden = allSwitches.length === 0;
-    els.switchBadge.title = allSwitches.join(', ');
+    setSwitchBadge(allSwitches);
     for (const b of els.presets.querySelectorAll('.preset')) {
       const name = b.dataset.preset;
       if (name === 'clear') continue;
@@ -885,6 +892,27 @@
       renderFaults(null, r.network ? 'the bank is unreachable at ' + state.cfg.bank_url :
         'GET /admin/faults → ' + r.status + (r.json && r.json.error ? ' ' + r.json.error.code : ''));
     }
+  }
+
+  /* ------------------------------------------------------------------ teaching switches */
+
+  /* A service's /healthz lists its teaching switches in "unsafe" (no token needed). */
+  async function unsafeOf(service, url) {
+    const r = await http('GET', url);
+    if (!r.ok || !r.json || !Array.isArray(r.json.unsafe)) return [];
+    return r.json.unsafe.filter((s) => typeof s === 'string').map((s) => service + ' --unsafe-' + s);
+  }
+
+  async function loadUnsafe() {
+    const [w, b] = await Promise.all([unsafeOf('wallet', walletUrl('/healthz')), unsafeOf('bank', bankUrl('/healthz'))]);
+    const next = w.concat(b);
+    const changed = next.join('|') !== state.unsafe.join('|');
+    state.unsafe = next;
+    els.unsafeBanner.hidden = next.length === 0;
+    els.unsafeList.replaceChildren(...next.map((s) => textEl('code', s)));
+    if (!changed) return;
+    const cfgSwitches = Array.isArray(state.cfg && state.cfg.teaching_switches) ? state.cfg.teaching_switches : [];
+    setSwitchBadge(activeFaults(state.faults).switches.concat(cfgSwitches, next));
   }
 
   function setPresetsDisabled(d) {
@@ -972,6 +1000,8 @@
     start();
     clearInterval(faultsTimer);
     faultsTimer = setInterval(() => { if (state.token && !document.hidden) loadFaults(); }, FAULTS_POLL_MS);
+    loadUnsafe();
+    setInterval(() => { if (!document.hidden) loadUnsafe(); }, UNSAFE_POLL_MS);
   }
 
   /* for the browser test and the console */
