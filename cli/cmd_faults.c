@@ -4,7 +4,7 @@
  * Must not: print the admin token, or create a secrets directory (a missing token file means
  * the wrong --data-dir, and a fresh token would only earn a 401).
  * Invariant: `set` sends typed JSON — integers for *_ms and seed, numbers in [0, 1] for
- * *_rate, booleans for the switches — or nothing at all. */
+ * *_rate, booleans for the switches — for known keys only (fault_keys), or nothing at all. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdio.h>
@@ -20,7 +20,34 @@
 #include "secrets.h"
 
 #define FAULT_KEY_BYTES_MAX 48
-#define FAULT_INT_MAX 86400000LL /* a day in ms: beyond any lab run */
+/* The bank's own bound for its *_ms faults (docs/api.md, fault injection): ten minutes. */
+#define FAULT_MS_MAX 600000LL
+/* The bank takes any integer seed a JSON number holds exactly (±2^53). */
+#define FAULT_SEED_ABS_MAX 9007199254740992LL
+#define FAULT_KEYS_TEXT_BYTES_MAX 512
+/* A shorter unknown key ("_", "ms") would match nearly every key: no suggestion. */
+#define FAULT_SUGGEST_CHARS_MIN 3
+
+enum fault_type { FAULT_MS, FAULT_SEED, FAULT_RATE, FAULT_SWITCH };
+
+/* Every fault the bank knows, in the order `faults show` prints them: a key that is not
+ * here is refused before anything is sent, with this list. */
+static const struct fault_key {
+    const char *name;
+    enum fault_type type;
+} fault_keys[] = {
+    {"seed", FAULT_SEED},
+    {"latency_ms", FAULT_MS},
+    {"latency_jitter_ms", FAULT_MS},
+    {"error_rate", FAULT_RATE},
+    {"lost_response_rate", FAULT_RATE},
+    {"down", FAULT_SWITCH},
+    {"webhook_drop_rate", FAULT_RATE},
+    {"webhook_duplicate_rate", FAULT_RATE},
+    {"webhook_delay_ms", FAULT_MS},
+    {"webhook_delay_jitter_ms", FAULT_MS},
+    {"webhook_stop", FAULT_SWITCH},
+};
 
 static const struct cli_spec show_spec = {
     .usage = "faults show",
@@ -30,11 +57,11 @@ static const struct cli_spec show_spec = {
 static const struct cli_spec set_spec = {
     .usage = "faults set KEY=VALUE…",
     .summary = "Changes some of the bank's faults; the others stay as they are. Keys:\n"
-               "  latency_ms latency_jitter_ms webhook_delay_ms webhook_delay_jitter_ms seed "
-               "(integers)\n"
+               "  latency_ms latency_jitter_ms webhook_delay_ms webhook_delay_jitter_ms "
+               "(0 to 600000)\n"
                "  error_rate lost_response_rate webhook_drop_rate webhook_duplicate_rate "
                "(0 to 1)\n"
-               "  down webhook_stop (true|false)\n"
+               "  down webhook_stop (true|false)   seed (an integer)\n"
                "e.g. paylab faults set latency_ms=1500 lost_response_rate=0.3 down=true",
     .pos_min = 1,
     .pos_max = CLI_POS_MAX,
@@ -45,10 +72,81 @@ static const struct cli_spec clear_spec = {
     .summary = "Resets every fault of the bank (sends {\"clear\":true}).",
 };
 
-static bool ends_with(const char *s, const char *suffix)
+static const struct fault_key *find_key(const char *name)
 {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && strcmp(s + n - m, suffix) == 0;
+    for (size_t i = 0; i < PL_ARRAY_LEN(fault_keys); i++) {
+        if (strcmp(fault_keys[i].name, name) == 0) {
+            return &fault_keys[i];
+        }
+    }
+    return NULL;
+}
+
+/* The shortest key that contains name ("latency" → latency_ms, "drop_rate" →
+ * webhook_drop_rate), or NULL; names under 3 characters suggest nothing. */
+static const char *suggest_key(const char *name)
+{
+    const char *found = NULL;
+    if (strlen(name) < FAULT_SUGGEST_CHARS_MIN) {
+        return NULL;
+    }
+    for (size_t i = 0; i < PL_ARRAY_LEN(fault_keys); i++) {
+        const char *k = fault_keys[i].name;
+        if (strstr(k, name) != NULL && (found == NULL || strlen(k) < strlen(found))) {
+            found = k;
+        }
+    }
+    return found;
+}
+
+static int unknown_key(const char *key, const char *value)
+{
+    char keys[FAULT_KEYS_TEXT_BYTES_MAX] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < PL_ARRAY_LEN(fault_keys) && len < sizeof keys; i++) {
+        int n =
+            snprintf(keys + len, sizeof keys - len, "%s%s", i > 0 ? ", " : "", fault_keys[i].name);
+        len += n > 0 ? (size_t)n : 0;
+    }
+    const char *near = suggest_key(key);
+    if (near != NULL) {
+        return cli_usage_error(&set_spec,
+                               "unknown fault key '%s' (did you mean %s=%s?); keys are %s", key,
+                               near, value, keys);
+    }
+    return cli_usage_error(&set_spec, "unknown fault key '%s'; keys are %s", key, keys);
+}
+
+/* Adds value to obj under key with the type the key has. 0 or CLI_EXIT_USAGE (printed). */
+static int add_typed(cJSON *obj, const struct fault_key *k, const char *value)
+{
+    char *end = NULL;
+    errno = 0;
+    if (k->type == FAULT_MS || k->type == FAULT_SEED) {
+        long long min = k->type == FAULT_MS ? 0 : -FAULT_SEED_ABS_MAX;
+        long long max = k->type == FAULT_MS ? FAULT_MS_MAX : FAULT_SEED_ABS_MAX;
+        long long v = strtoll(value, &end, 10);
+        if (end == value || *end != '\0' || errno != 0 || v < min || v > max) {
+            return cli_usage_error(&set_spec, "%s takes an integer from %lld to %lld, not '%s'",
+                                   k->name, min, max, value);
+        }
+        cJSON_AddNumberToObject(obj, k->name, (double)v);
+        return 0;
+    }
+    if (k->type == FAULT_RATE) {
+        double v = strtod(value, &end);
+        if (end == value || *end != '\0' || errno != 0 || !(v >= 0.0 && v <= 1.0)) {
+            return cli_usage_error(&set_spec, "%s takes a rate from 0 to 1 (e.g. 0.3), not '%s'",
+                                   k->name, value); /* NaN fails the range test too */
+        }
+        cJSON_AddNumberToObject(obj, k->name, v);
+        return 0;
+    }
+    if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0) {
+        cJSON_AddBoolToObject(obj, k->name, strcmp(value, "true") == 0);
+        return 0;
+    }
+    return cli_usage_error(&set_spec, "%s takes true or false, not '%s'", k->name, value);
 }
 
 /* Adds one KEY=VALUE to obj with the type its key implies. 0 or CLI_EXIT_USAGE (printed). */
@@ -61,31 +159,14 @@ static int add_pair(cJSON *obj, const char *pair)
     }
     memcpy(key, pair, (size_t)(eq - pair));
     key[eq - pair] = '\0';
-    const char *value = eq + 1;
-    char *end = NULL;
-    errno = 0;
-    if (ends_with(key, "_ms") || strcmp(key, "seed") == 0) {
-        long long v = strtoll(value, &end, 10);
-        if (*end != '\0' || errno != 0 || v < 0 || v > FAULT_INT_MAX) {
-            return cli_usage_error(&set_spec, "%s takes an integer from 0 to %lld", key,
-                                   FAULT_INT_MAX);
-        }
-        cJSON_AddNumberToObject(obj, key, (double)v);
-        return 0;
+    const struct fault_key *k = find_key(key);
+    if (k == NULL) {
+        return unknown_key(key, eq + 1);
     }
-    if (ends_with(key, "_rate")) {
-        double v = strtod(value, &end);
-        if (*end != '\0' || errno != 0 || !(v >= 0.0 && v <= 1.0)) { /* NaN fails too */
-            return cli_usage_error(&set_spec, "%s takes a rate from 0 to 1, e.g. 0.3", key);
-        }
-        cJSON_AddNumberToObject(obj, key, v);
-        return 0;
+    if (cJSON_GetObjectItemCaseSensitive(obj, key) != NULL) {
+        return cli_usage_error(&set_spec, "%s is given twice", key);
     }
-    if (strcmp(value, "true") == 0 || strcmp(value, "false") == 0) {
-        cJSON_AddBoolToObject(obj, key, strcmp(value, "true") == 0);
-        return 0;
-    }
-    return cli_usage_error(&set_spec, "%s takes true or false", key);
+    return add_typed(obj, k, eq + 1);
 }
 
 int cli_admin_token(const struct cli *cli, char *out, size_t cap)
