@@ -100,10 +100,13 @@ struct bank_ctx {
     struct event *sigint_ev;
 };
 
-/* What payments.c decides by: the teaching switch. */
+/* What payments.c decides by, now: the current fault seed names the webhook events (so a
+ * lab run with the same --seed repeats the webhook fault decisions), and the teaching
+ * switch. */
 static inline struct payments_policy bank_payments_policy(const struct bank_ctx *ctx)
 {
-    struct payments_policy pol = {.ignore_expiry = ctx->unsafe_ignore_expiry};
+    struct payments_policy pol = {.event_seed = ctx->faults.seed,
+                                  .ignore_expiry = ctx->unsafe_ignore_expiry};
     return pol;
 }
 

@@ -5,6 +5,9 @@
  *    caller's), so an event exists if and only if that change committed; its body is stored
  *    byte for byte as it will be sent, and never changes: every attempt and every
  *    redelivery carries the same webhook-id and the same body;
+ *  - an event id is derived from (seed, reference, type), not drawn: a reference is unique
+ *    forever and announces each type at most once, so ids are unique, and a lab run with
+ *    the same seed and references names its events — and meets its webhook faults — alike;
  *  - a delivery leaves `pending` once, to `delivered` or `dead`, and never comes back;
  *  - attempts counts the attempts started (counted when leased, before sending), so a
  *    crash mid-attempt still uses up that attempt: no delivery is tried more than
@@ -12,6 +15,8 @@
 #include "outbox.h"
 
 #include <assert.h>
+#include <openssl/evp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,18 +94,40 @@ static int outbox_insert_delivery(struct db *db, const char *event_id, int64_t n
     return db_exec_stmt(s);
 }
 
-int outbox_add_locked(struct db *db, const struct payment *p, int64_t now_ms)
+/* Hex chars of an event id after "evt_": as many as a random id has (ids.h). */
+#define OUTBOX_EVENT_HEX_CHARS 24
+/* "<seed>:<reference>:<type>": a 20-digit seed, a reference ≤ 64, a type < 24. */
+#define OUTBOX_EVENT_SEED_TEXT_BYTES 128
+
+void outbox_event_id(int64_t seed, const char *reference, const char *type, char out[ID_BYTES_MAX])
+{
+    char text[OUTBOX_EVENT_SEED_TEXT_BYTES];
+    int n = snprintf(text, sizeof text, "%lld:%s:%s", (long long)seed, reference, type);
+    assert(n > 0 && (size_t)n < sizeof text); /* every part is bounded */
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned int md_bytes = 0;
+    int ok = EVP_Digest(text, (size_t)n, md, &md_bytes, EVP_sha256(), NULL);
+    assert(ok == 1 && md_bytes == 32);
+    (void)ok;
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, "evt_", 4);
+    for (size_t i = 0; i < OUTBOX_EVENT_HEX_CHARS / 2; i++) {
+        out[4 + 2 * i] = hex[md[i] >> 4];
+        out[4 + 2 * i + 1] = hex[md[i] & 0xf];
+    }
+    out[4 + OUTBOX_EVENT_HEX_CHARS] = '\0';
+    assert(ids_valid("evt_", out));
+}
+
+int outbox_add_locked(struct db *db, const struct payment *p, int64_t seed, int64_t now_ms)
 {
     assert(db->in_txn);
     if (p->notify_url[0] == '\0') {
         return PL_OK;
     }
-    char event_id[ID_BYTES_MAX];
-    int rc = ids_new("evt_", event_id, sizeof event_id);
-    if (rc != 0) {
-        return rc;
-    }
     const char *type = outbox_type_of(p);
+    char event_id[ID_BYTES_MAX];
+    outbox_event_id(seed, p->reference, type, event_id);
     char *body = outbox_body(p, event_id, type, now_ms);
     if (body == NULL) {
         return PL_ENOMEM;
@@ -118,7 +145,7 @@ int outbox_add_locked(struct db *db, const struct payment *p, int64_t now_ms)
     db_bind_text(s, 4, body);
     sqlite3_bind_int64(s, 5, now_ms);
     free(body);
-    rc = db_exec_stmt(s);
+    int rc = db_exec_stmt(s);
     if (rc == 0) {
         rc = outbox_insert_delivery(db, event_id, now_ms);
     }

@@ -52,9 +52,13 @@ enum outbox_result {
 
 /* Inside the caller's transaction (db->in_txn): when p has a notify_url, records the event
  * announcing p's current status (processing / succeeded / failed) with one pending
- * delivery due at now_ms (nothing without a notify_url). 0 or PL_EDB / PL_EBUSY / PL_EIO /
- * PL_ENOMEM. */
-int outbox_add_locked(struct db *db, const struct payment *p, int64_t now_ms);
+ * delivery due at now_ms (nothing without a notify_url). The event id is deterministic:
+ * evt_ + the first 24 hex chars of SHA-256("<seed>:<reference>:<type>") — unique because a
+ * reference is unique forever and announces each type at most once. 0 or PL_EDB / PL_EBUSY
+ * / PL_ENOMEM. */
+int outbox_add_locked(struct db *db, const struct payment *p, int64_t seed, int64_t now_ms);
+/* Writes evt_ + hex(SHA-256("<seed>:<reference>:<type>")) cut to 24 chars into out. */
+void outbox_event_id(int64_t seed, const char *reference, const char *type, char out[ID_BYTES_MAX]);
 
 /* Startup: every lease left by a previous run is dropped and its delivery made due at
  * now_ms (the attempt it counted stays counted; when that was the last one, it is dead). */

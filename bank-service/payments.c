@@ -35,6 +35,7 @@ extern const char bank_schema_002_sql[];
 #define PAYMENTS_CANON_BYTES_MAX 2048
 
 static const struct payments_policy payments_policy_default = {
+    .event_seed = PAYMENTS_POLICY_DEFAULT_SEED,
     .ignore_expiry = false,
 };
 
@@ -395,7 +396,7 @@ static int payments_execute_locked(struct db *db, const struct payments_policy *
     assert(p->amount_minor > 0);
     int rc = payments_settle_locked(db, pol, p, now_ms);
     if (rc == 0) {
-        rc = outbox_add_locked(db, p, now_ms);
+        rc = outbox_add_locked(db, p, pol->event_seed, now_ms);
     }
     return rc;
 }
@@ -585,7 +586,7 @@ static int payments_create_locked(struct db *db, const struct payments_policy *p
      * so `processing` always precedes the outcome. sync: run now when no latency is due. */
     bool async = strcmp(req->mode, "async") == 0;
     if (rc == 0 && async) {
-        rc = outbox_add_locked(db, out, now_ms);
+        rc = outbox_add_locked(db, out, pol->event_seed, now_ms);
     }
     if (rc == 0 && !async && execute_at_ms <= now_ms) {
         rc = payments_execute_locked(db, pol, out, now_ms);

@@ -89,12 +89,15 @@ enum payments_create_result {
     PAYMENTS_MANDATE_MISSING,  /* debit from a customer account without a mandate */
 };
 
-/* What the bank decides that no request says: the teaching switch --unsafe-ignore-expiry.
- * The functions without a policy honour deadlines. */
+/* What the bank decides that no request says: how its webhook events are named, and the
+ * teaching switch --unsafe-ignore-expiry. The functions without a policy use
+ * PAYMENTS_POLICY_DEFAULT's values: event seed 1, deadlines honoured. */
 struct payments_policy {
+    int64_t event_seed; /* an event id is evt_ + SHA-256("<seed>:<reference>:<type>") (outbox.h) */
     bool ignore_expiry; /* UNSAFE: execute past expires_at_ms; a void answers `expired` without
                          * stopping the execution */
 };
+#define PAYMENTS_POLICY_DEFAULT_SEED 1
 
 /* True for [A-Z0-9-]{1,64}. */
 bool payments_account_id_valid(const char *id);

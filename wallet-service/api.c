@@ -760,8 +760,8 @@ static void api_payment_call_reason(const struct wallet_ctx *ctx, const struct l
 }
 
 /* ONE commit: the transaction, its hold (withdrawal), its timeline, its key, its events and
- * (async) its outbox row. */
-static int api_payment_record(struct wallet_ctx *ctx, const struct ledger_txn *t, const char *key,
+ * (async) its outbox row. Under --id-seed, t's id is chosen here, in that same commit. */
+static int api_payment_record(struct wallet_ctx *ctx, struct ledger_txn *t, const char *key,
                               const char *fingerprint)
 {
     char amount[MONEY_FORMAT_BYTES_MAX], reason[WALLET_REASON_BYTES_MAX];
@@ -769,7 +769,10 @@ static int api_payment_record(struct wallet_ctx *ctx, const struct ledger_txn *t
     int rc = db_begin(&ctx->db);
     if (rc != 0)
         return rc;
-    rc = ledger_txn_insert(&ctx->db, t);
+    if (ctx->cfg.id_seed != 0)
+        rc = ledger_seeded_txn_id(&ctx->db, ctx->cfg.id_seed, t->id);
+    if (rc == 0)
+        rc = ledger_txn_insert(&ctx->db, t);
     if (rc == 0 && t->kind == TXN_KIND_WITHDRAWAL) {
         char wallet[WALLET_ACCOUNT_ID_BYTES_MAX];
         ledger_wallet_account(t->user, wallet, sizeof wallet);

@@ -91,6 +91,9 @@ static enum config_result wallet_flags(struct wallet_config *cfg, int argc, char
         {"allowed-origin", CONFIG_STR, cfg->allowed_origin, 0, 0,
          "comma-separated browser origins allowed to call /v1 (CORS; the dashboard's)"},
         {"log-level", CONFIG_STR, cfg->log_level, 0, 0, "debug, info, warn or error"},
+        {"id-seed", CONFIG_INT, &cfg->id_seed, 0, 9007199254740992.0,
+         "lab runs: top-up and withdrawal ids derived from this seed and their number "
+         "(0: random ids)"},
         {"unsafe-no-dedupe", CONFIG_BOOL, &cfg->unsafe_no_dedupe, 0, 0,
          "UNSAFE teaching switch: no webhook-id check and no state guard (a duplicated "
          "webhook credits again)"},

@@ -126,6 +126,7 @@ struct wallet_config {
     /* Teaching switches (docs/api.md), each loud in the log and in /healthz while on. */
     bool unsafe_no_dedupe;          /* no webhook-id check, no state guard */
     bool unsafe_timeout_is_failure; /* a sync call without a definite answer fails */
+    int64_t id_seed;                /* 0: random transaction ids; else seeded (lab runs) */
 };
 
 /* ---- ledger values -------------------------------------------------------------------- */
@@ -204,6 +205,11 @@ int ledger_open(struct db *db, const char *path, int64_t now_ms, char *epoch_out
 int ledger_user_insert(struct db *db, const char *user, const char *phone, const char *bank_account,
                        int64_t now_ms);
 int ledger_txn_insert(struct db *db, const struct ledger_txn *t);
+/* --id-seed: the id of the next top-up or withdrawal, wtx_ + the first 24 hex chars of
+ * SHA-256("<seed>:<n>"), n = 1 + the top-ups and withdrawals already in wallet.db — read in
+ * the caller's transaction, the one that inserts the row, so n is never handed out twice,
+ * across restarts too. seed != 0. 0 or PL_EDB. */
+int ledger_seeded_txn_id(struct db *db, int64_t seed, char out[ID_BYTES_MAX]);
 /* Appends a timeline line for txn_id (its status after this line, and a human reason). */
 int ledger_log(struct db *db, const char *txn_id, int64_t now_ms, const char *event,
                enum txn_status status, const char *reason);

@@ -8,7 +8,10 @@
  *    newer one is still asked about at once (the batches rotate), and every one settles;
  *  - the bank commits a sync payment and never answers: its webhook settles the transaction
  *    and the waiting client is answered at once, long before its timeout; with the webhook
- *    dropped too, the client gets 504 unknown at its timeout and the reconciler settles it. */
+ *    dropped too, the client gets 504 unknown at its timeout and the reconciler settles it;
+ *  - --id-seed: two wallets started with the same seed on fresh directories give the same
+ *    top-up and withdrawal ids (counted across a restart), and the bank, seeded alike, the
+ *    same webhook event ids; transfers keep random ids. */
 #include "e2e.h"
 
 #include <openssl/evp.h>
@@ -293,6 +296,103 @@ static void test_no_webhook_then_reconciled(void **state)
     e2e_finish(e);
 }
 
+/* prefix + the first 24 hex chars of SHA-256(text): the seeded ids of docs/api.md. */
+static void seeded_id(const char *prefix, const char *text, char out[64])
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_bytes = 0;
+    assert_int_equal(EVP_Digest(text, strlen(text), md, &md_bytes, EVP_sha256(), NULL), 1);
+    int n = snprintf(out, 64, "%s", prefix);
+    for (size_t i = 0; i < 12; i++)
+        n += snprintf(out + n, (size_t)(64 - n), "%02x", md[i]);
+    assert_int_equal(n, (int)strlen(prefix) + 24);
+}
+
+/* The event id of the bank's webhook `type` for reference (asserted to exist). */
+static void bank_event_id(struct e2e *e, const char *reference, const char *type, char out[64])
+{
+    const cJSON *list = NULL;
+    cJSON *root = e2e_bank_webhooks(e, "delivered", &list);
+    const cJSON *d = NULL;
+    bool found = false;
+    cJSON_ArrayForEach(d, list)
+    {
+        if (strcmp(e2e_str(d, "reference"), reference) != 0 || strcmp(e2e_str(d, "type"), type))
+            continue;
+        pl_strlcpy(out, e2e_str(d, "event_id"), 64);
+        found = true;
+    }
+    cJSON_Delete(root);
+    assert_true(found);
+}
+
+struct seeded_ids {
+    char topup[64], withdrawal[64], after_restart[64], transfer[64], event[64];
+};
+
+static void sync_money(struct e2e *e, bool topup, int64_t amount_minor, char id_out[64])
+{
+    struct e2e_resp r;
+    long status = topup ? e2e_topup(e, "alice", amount_minor, "sync", NULL, &r)
+                        : e2e_withdraw(e, "alice", amount_minor, "sync", NULL, &r);
+    assert_int_equal(status, 200);
+    pl_strlcpy(id_out, e2e_str(r.json, "id"), 64);
+    e2e_resp_free(&r);
+}
+
+/* One cluster with --id-seed 42: a top-up, a transfer, a withdrawal, a wallet restart, a
+ * top-up; the ids it handed out and the bank's event id for the first top-up. */
+static void seeded_run(struct e2e *e, struct seeded_ids *ids)
+{
+    const char *const extra[] = {"--id-seed", "42", NULL};
+    struct e2e_opts opts = {.gateways = 1};
+    struct e2e_resp r;
+    start_with(e, &opts, extra);
+    e2e_user_add(e, "alice");
+    e2e_user_add(e, "bob");
+    sync_money(e, true, 10000, ids->topup);
+    assert_int_equal(e2e_transfer(e, "alice", "bob", 1000, &r), 200);
+    pl_strlcpy(ids->transfer, e2e_str(r.json, "id"), sizeof ids->transfer);
+    e2e_resp_free(&r);
+    sync_money(e, false, 2000, ids->withdrawal);
+    assert_int_equal(cluster_stop(&e->c.wallet, SIGTERM), 0);
+    e2e_restart_wallet(e);
+    sync_money(e, true, 3000, ids->after_restart);
+    e2e_wait_webhooks_idle(e, 10000);
+    bank_event_id(e, ids->topup, "payment.succeeded", ids->event);
+    e2e_finish(e);
+}
+
+/* The same seed on fresh directories: the same ids, n counted in wallet.db (so across a
+ * restart), the bank's event ids from (seed, reference, type); transfers stay random. */
+static void test_id_seed_repeats(void **state)
+{
+    struct e2e *e = *state;
+    struct seeded_ids a, b;
+    seeded_run(e, &a);
+    struct e2e *other = calloc(1, sizeof *other);
+    assert_non_null(other);
+    seeded_run(other, &b);
+    cluster_destroy(&other->c);
+    free(other);
+
+    char want[64], text[128];
+    seeded_id("wtx_", "42:1", want);
+    assert_string_equal(a.topup, want);
+    seeded_id("wtx_", "42:2", want);
+    assert_string_equal(a.withdrawal, want);
+    seeded_id("wtx_", "42:3", want);
+    assert_string_equal(a.after_restart, want);
+    snprintf(text, sizeof text, "1:%s:payment.succeeded", a.topup);
+    seeded_id("evt_", text, want);
+    assert_string_equal(a.event, want);
+    assert_string_equal(a.topup, b.topup);
+    assert_string_equal(a.withdrawal, b.withdrawal);
+    assert_string_equal(a.after_restart, b.after_restart);
+    assert_string_equal(a.event, b.event);
+    assert_string_not_equal(a.transfer, b.transfer);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -301,6 +401,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_batches_rotate, e2e_setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_webhook_answers_sync_client, e2e_setup, e2e_teardown),
         cmocka_unit_test_setup_teardown(test_no_webhook_then_reconciled, e2e_setup, e2e_teardown),
+        cmocka_unit_test_setup_teardown(test_id_seed_repeats, e2e_setup, e2e_teardown),
     };
     e2e_filter_from_env();
     return cmocka_run_group_tests_name("e2e_reconcile", tests, NULL, NULL);
