@@ -35,8 +35,9 @@ static const struct cli_spec watch_spec = {
     .usage = "watch USER|'*' [--count N] [--timeout-ms MS] [--token T]",
     .summary =
         "Prints USER's events live over the gateway's WebSocket (--gateway, a list for\n"
-        "fail-over): time, seq, kind, mode, status, amount, the new balance, and how long the\n"
-        "push took after the wallet's commit. Reconnects by itself and resumes after the last\n"
+        "fail-over): the wallet's commit time, seq, user, event type, transaction id, kind,\n"
+        "mode, status, amount, how long the push took after the commit, and the new balance\n"
+        "on balance.updated lines. Reconnects by itself and resumes after the last\n"
         "seq, so nothing is missed or shown twice. '*' (or --all) shows every user (admin\n"
         "token from --data-dir). --json prints each event as received. Ctrl-C stops (exit 0).",
     .pos_min = 0,
@@ -69,38 +70,47 @@ static const char *dim_off(const struct watch *w)
 
 /* ---------------------------------------------------------------- printing */
 
+/* Widths of the fixed columns: "transaction.updated", "wtx_" + 24 hex digits,
+ * "sync-blocking", "succeeded", "replayed, 1234 ms after the commit" fits the last. */
+#define WATCH_TYPE_WIDTH 19
+#define WATCH_ID_WIDTH 28
+#define WATCH_PUSH_WIDTH 18
+
 static void print_event(struct watch *w, const cJSON *ev, bool replayed)
 {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(ev, "transaction");
     char when[OUT_TIME_BYTES_MAX], seq[32], amount[MONEY_FORMAT_BYTES_MAX];
-    char balance[MONEY_FORMAT_BYTES_MAX + 16] = "", money[MONEY_FORMAT_BYTES_MAX];
+    char push[OUT_MS_BYTES_MAX + 32], ms[OUT_MS_BYTES_MAX], money[MONEY_FORMAT_BYTES_MAX];
     int64_t ts_us = 0, n = 0, amount_minor = 0, balance_minor = 0;
     out_int(ev, "ts_us", &ts_us);
     out_int(ev, "seq", &n);
     out_int(t, "amount_minor", &amount_minor);
     snprintf(seq, sizeof seq, "#%lld", (long long)n);
     const char *user = out_str(ev, "user", "?");
+    const char *type = out_str(ev, "type", "?");
     size_t width = out_width(user);
     w->user_width = width > w->user_width ? width : w->user_width;
-    if (strcmp(out_str(ev, "type", ""), "balance.updated") == 0 &&
-        out_int(ev, "balance_minor", &balance_minor)) {
-        snprintf(balance, sizeof balance, "balance %s", out_money(balance_minor, money));
-    }
-    char push[OUT_MS_BYTES_MAX];
-    out_ms_us(pl_now_us() - ts_us, push);
+    out_ms_us(pl_now_us() - ts_us, ms);
+    snprintf(push, sizeof push, "%s %s%s", replayed ? "replayed," : "pushed in", ms,
+             replayed ? " after the commit" : "");
     out_cell(stdout, out_time(ts_us / 1000, false, when), 12, false, 2);
     out_cell(stdout, seq, 6, true, 2);
     out_cell(stdout, user, w->user_width, false, 2);
+    out_cell(stdout, type, WATCH_TYPE_WIDTH, false, 2);
+    out_cell(stdout, out_str(t, "id", "?"), WATCH_ID_WIDTH, false, 2);
     out_cell(stdout, out_kind_label(out_str(t, "kind", "?")), 10, false, 2);
     out_cell(stdout, out_str(t, "mode", "?"), 13, false, 2);
     out_cell(stdout, out_str(t, "status", "?"), 9, false, 2);
     out_cell(stdout, out_money(amount_minor, amount), 14, true, 2);
-    out_cell(stdout, balance, 24, false, 2);
-    if (replayed) {
-        printf("%sreplayed, %s after the commit%s\n", dim_on(w), push, dim_off(w));
-    } else {
-        printf("pushed in %s\n", push);
+    printf("%s", replayed ? dim_on(w) : "");
+    bool balance =
+        strcmp(type, "balance.updated") == 0 && out_int(ev, "balance_minor", &balance_minor);
+    out_cell(stdout, push, balance ? WATCH_PUSH_WIDTH : 0, false, balance ? 2 : 0);
+    printf("%s", replayed ? dim_off(w) : "");
+    if (balance) {
+        printf("balance %s", out_money(balance_minor, money));
     }
+    printf("\n");
 }
 
 /* ---------------------------------------------------------------- callbacks */
