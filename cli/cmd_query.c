@@ -26,8 +26,10 @@ static const struct cli_spec balance_spec = {
 
 static const struct cli_spec tx_spec = {
     .usage = "tx ID",
-    .summary = "Prints a transaction (wtx_…): its status and its timeline, one line per step\n"
-               "(time, event, status, reason). Exits 0 whenever the transaction is found.",
+    .summary = "Prints a transaction (wtx_…): its status, who settled it, and its timeline, one\n"
+               "line per step: local time, ms since the first step, event, status, reason.\n"
+               "--json prints the wallet's answer as it is (unix ms). Exits 0 whenever the\n"
+               "transaction is found.",
     .pos_min = 1,
     .pos_max = 1,
 };
@@ -37,7 +39,9 @@ static const struct cli_opt history_opts[] = {
 };
 static const struct cli_spec history_spec = {
     .usage = "history USER [--limit N]",
-    .summary = "Lists USER's transactions, newest first, with amounts seen from USER's side.",
+    .summary = "Lists USER's transactions, newest first, with amounts seen from USER's side and\n"
+               "who settled each: response (the bank's answer to the call; a transfer is settled\n"
+               "in its own response), webhook or reconciler; — while not final.",
     .pos_min = 1,
     .pos_max = 1,
     .opts = history_opts,
@@ -84,7 +88,7 @@ int cmd_balance(struct cli *cli, int argc, char **argv)
 static void print_tx_header(const cJSON *t)
 {
     char money[MONEY_FORMAT_BYTES_MAX], when[OUT_TIME_BYTES_MAX];
-    int64_t amount = 0, created = 0;
+    int64_t amount = 0, created = 0, expires = 0;
     out_int(t, "amount_minor", &amount);
     out_int(t, "created_at_ms", &created);
     const char *kind = out_str(t, "kind", "?");
@@ -97,6 +101,10 @@ static void print_tx_header(const cJSON *t)
            out_of_wallet ? out_str(t, "counterparty", "?") : out_str(t, "user", "?"),
            p2p || out_of_wallet ? "" : " (wallet)");
     printf("  %-13s %s\n", "created", out_time(created, true, when));
+    if (out_int(t, "expires_at_ms", &expires)) { /* transfers have no deadline (null) */
+        printf("  %-13s %s (+%lld ms: the bank executes it by then or never)\n", "deadline",
+               out_time(expires, true, when), (long long)(expires - created));
+    }
     printf("  %-13s %s\n", "bank payment", out_str(t, "bank_payment_id", "—"));
     printf("  %-13s %s\n", "settled by", out_str(t, "settled_by", "—"));
     if (out_str(t, "failure_reason", NULL) != NULL) {
@@ -143,7 +151,8 @@ static void print_timeline(const cJSON *t)
         out_cell(stdout, offset, 10, true, 2);
         out_cell(stdout, out_str(step, "event", "?"), event_width, false, 2);
         out_cell(stdout, out_str(step, "status", "?"), status_width, false, 2);
-        printf("%s\n", out_str(step, "reason", ""));
+        char reason[OUT_REASON_BYTES_MAX];
+        printf("%s\n", out_reason(out_str(step, "reason", ""), first_ms, reason));
     }
 }
 
@@ -210,6 +219,7 @@ static void print_history_row(const cJSON *t, const char *user)
     out_cell(stdout, out_kind_label(kind), 10, false, 2);
     out_cell(stdout, out_str(t, "mode", "?"), 13, false, 2);
     out_cell(stdout, out_str(t, "status", "?"), 9, false, 2);
+    out_cell(stdout, out_str(t, "settled_by", "—"), 10, false, 2);
     /* Only a succeeded transaction moved money: the others show the amount without a sign. */
     bool moved = strcmp(out_str(t, "status", ""), "succeeded") == 0;
     int64_t amount = signed_amount(t, user);
@@ -234,6 +244,7 @@ static void print_history(const cJSON *body, const char *user)
     out_cell(stdout, "KIND", 10, false, 2);
     out_cell(stdout, "MODE", 13, false, 2);
     out_cell(stdout, "STATUS", 9, false, 2);
+    out_cell(stdout, "SETTLED BY", 10, false, 2);
     out_cell(stdout, "AMOUNT", 14, true, 2);
     printf("WITH\n");
     const cJSON *t;

@@ -46,6 +46,55 @@ const char *out_time(int64_t at_ms, bool with_date, char buf[OUT_TIME_BYTES_MAX]
     return buf;
 }
 
+/* A unix-ms timestamp in text: 13 digits (2001 … 2286) with no letter, digit or _ either side. */
+#define OUT_UNIX_MS_DIGITS 13
+static const char out_unix_ms_field[] = "expires_at_ms ";
+
+static bool is_word_char(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+/* The length of the digit run at p when it is a timestamp standing alone, else 0. */
+static size_t unix_ms_at(const char *text, const char *p)
+{
+    if (p > text && is_word_char(p[-1])) {
+        return 0;
+    }
+    size_t n = strspn(p, "0123456789");
+    return n == OUT_UNIX_MS_DIGITS && !is_word_char(p[n]) && p[0] != '0' ? n : 0;
+}
+
+const char *out_reason(const char *text, int64_t origin_ms, char buf[OUT_REASON_BYTES_MAX])
+{
+    size_t len = 0, field_bytes = sizeof out_unix_ms_field - 1;
+    buf[0] = '\0';
+    for (const char *p = text; *p != '\0' && len + 1 < OUT_REASON_BYTES_MAX;) {
+        bool field = strncmp(p, out_unix_ms_field, field_bytes) == 0 &&
+                     unix_ms_at(text, p + field_bytes) > 0;
+        size_t digits = field ? 0 : unix_ms_at(text, p);
+        if (field) {
+            p += field_bytes; /* the time says what it is; the next pass formats it */
+            continue;
+        }
+        if (digits == 0) {
+            buf[len++] = *p++;
+            buf[len] = '\0';
+            continue;
+        }
+        char when[OUT_TIME_BYTES_MAX];
+        int64_t at_ms = strtoll(p, NULL, 10);
+        /* "(deadline …, +5000 ms)" rather than a parenthesis inside another. */
+        const char *format = p[digits] == ')' ? "%s, %+lld ms" : "%s (%+lld ms)";
+        int n = snprintf(buf + len, OUT_REASON_BYTES_MAX - len, format,
+                         out_time(at_ms, false, when), (long long)(at_ms - origin_ms));
+        len = n > 0 && len + (size_t)n < OUT_REASON_BYTES_MAX ? len + (size_t)n
+                                                              : OUT_REASON_BYTES_MAX - 1;
+        p += digits;
+    }
+    return buf;
+}
+
 const char *out_ms_us(int64_t us, char buf[OUT_MS_BYTES_MAX])
 {
     if (us > -10000 && us < 10000) {

@@ -20,6 +20,13 @@ const char *out_money_signed(int64_t minor, char buf[MONEY_FORMAT_BYTES_MAX]);
 /* Local time of a unix-ms timestamp: "21:30:00.123", or with_date "2026-11-25 21:30:00.123". */
 const char *out_time(int64_t at_ms, bool with_date, char buf[OUT_TIME_BYTES_MAX]);
 
+#define OUT_REASON_BYTES_MAX 512
+/* text (a timeline reason) for people: each unix-ms timestamp in it (13 digits standing
+ * alone, with the field name "expires_at_ms " before it dropped) becomes local time and its
+ * offset from origin_ms: "deadline expires_at_ms 1796290117250" → "deadline 09:28:37.250
+ * (+5000 ms)". Truncated to the buffer; returns buf. */
+const char *out_reason(const char *text, int64_t origin_ms, char buf[OUT_REASON_BYTES_MAX]);
+
 #define OUT_MS_BYTES_MAX 32
 /* A duration given in µs, in ms for people: "0.4 ms" (one decimal below 10 ms), "12 ms". */
 const char *out_ms_us(int64_t us, char buf[OUT_MS_BYTES_MAX]);
