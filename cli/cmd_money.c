@@ -3,6 +3,7 @@
  * GET /v1/transactions/ID until final) or ws (subscribe on the gateway first, then wait for
  * the pushed final event; wait_ws.c). It turns the wallet's answer into one tidy line and
  * the exit code scripts rely on: 0 succeeded, 1 refused or failed, 3 no answer, 4 not final.
+ * --json prints one object with the same keys whatever --wait says (print_json).
  * Must not: retry a money-moving POST by itself (a retry is the user's choice, with --key),
  * or infer an outcome the wallet did not state.
  * Invariant: the exit code follows the transaction's own status when the answer has one. */
@@ -221,13 +222,19 @@ static void print_final_line(const struct money_op *op, const struct client_resp
     const cJSON *t = r->json;
     describe_move(t, op, move, sizeof move);
     describe_status(r, code, sizeof code);
+    /* A sync answer settled by another path is the lesson: say which. */
+    const char *by = out_str(t, "settled_by", "response");
+    char settled[48] = "";
+    if (strcmp(by, "response") != 0) {
+        snprintf(settled, sizeof settled, ", settled by the %s", by);
+    }
     if (strcmp(status, "succeeded") == 0 && r->elapsed_ms < 0) { /* the suffix says when */
-        printf("✓ %s %s succeeded: %s%s\n", op->label, id, move, suffix);
+        printf("✓ %s %s succeeded: %s%s%s\n", op->label, id, move, settled, suffix);
         return;
     }
     if (strcmp(status, "succeeded") == 0) {
-        printf("✓ %s %s succeeded: %s in %lld ms%s\n", op->label, id, move,
-               (long long)r->elapsed_ms, suffix);
+        printf("✓ %s %s succeeded: %s in %lld ms%s%s\n", op->label, id, move,
+               (long long)r->elapsed_ms, settled, suffix);
         return;
     }
     const char *reason = message[0] != '\0' ? message : out_str(t, "failure_reason", "failed");
@@ -237,7 +244,7 @@ static void print_final_line(const struct money_op *op, const struct client_resp
     if (strcmp(client_error_code(r), "bank_unreachable") == 0) {
         after = "no money moved — is bank-service running?";
     }
-    printf("✗ %s %s failed: %s%s; %s%s\n", op->label, id, reason, code, after, suffix);
+    printf("✗ %s %s failed: %s%s; %s%s%s\n", op->label, id, reason, code, after, settled, suffix);
 }
 
 /* suffix, when not "", replaces the "check with" hint (a --wait says what happens next). */
@@ -284,31 +291,142 @@ static void print_refusal(const struct money_op *op, const struct client_resp *r
     }
 }
 
-/* Prints the answer (human or --json) and returns the exit code. */
+/* ---------------------------------------------------------------- --json: one shape */
+
+/* The transaction's fields in every --json answer, in this order, whatever --wait says;
+ * null where the record lacks them (a refusal before any transaction: 404 unknown_user). */
+static const char *const txn_fields[] = {"id",
+                                         "kind",
+                                         "mode",
+                                         "status",
+                                         "amount_minor",
+                                         "currency",
+                                         "user",
+                                         "counterparty",
+                                         "note",
+                                         "bank_payment_id",
+                                         "failure_reason",
+                                         "settled_by",
+                                         "expires_at_ms",
+                                         "created_at_ms",
+                                         "updated_at_ms",
+                                         "balance_minor"};
+
+/* What a --wait saw; via "none" (no --wait) leaves the rest unused. */
+struct money_wait {
+    const char *via;    /* "none", "ws" or "poll" */
+    bool waited;        /* the first answer was open, so the wait ran */
+    bool final;         /* ... and it saw the final state */
+    int64_t elapsed_ms; /* from sending the request until then (or until it gave up) */
+    int polls;
+    long interval_ms;
+    const char *gateway; /* ws: the gateway subscribed to, and its head seq then */
+    int64_t head_seq;
+    bool has_event; /* ws: the final event arrived */
+    int64_t event_seq, push_us;
+};
+
+/* What the report needs besides the last record: the request's own answer, the wait. */
+struct money_outcome {
+    const struct client_resp *first;
+    struct money_wait wait;
+};
+
+static void add_copy(cJSON *o, const char *key, const cJSON *v)
+{
+    cJSON_AddItemToObject(o, key, v != NULL ? cJSON_Duplicate(v, true) : cJSON_CreateNull());
+}
+
+static void add_int_or_null(cJSON *o, const char *key, bool has, int64_t v)
+{
+    if (has) {
+        json_add_int64(o, key, v);
+    } else {
+        cJSON_AddNullToObject(o, key);
+    }
+}
+
+static void add_str_or_null(cJSON *o, const char *key, const char *v)
+{
+    if (v != NULL) {
+        cJSON_AddStringToObject(o, key, v);
+    } else {
+        cJSON_AddNullToObject(o, key);
+    }
+}
+
+static cJSON *wait_json(const struct money_wait *w, long first_http_status)
+{
+    bool ws = strcmp(w->via, "ws") == 0, poll = strcmp(w->via, "poll") == 0;
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) {
+        return NULL;
+    }
+    cJSON_AddStringToObject(o, "via", w->via);
+    if (w->waited) {
+        cJSON_AddBoolToObject(o, "final", w->final);
+    } else {
+        cJSON_AddNullToObject(o, "final");
+    }
+    add_int_or_null(o, "elapsed_ms", w->waited, w->elapsed_ms);
+    add_int_or_null(o, "polls", poll && w->waited, w->polls);
+    add_int_or_null(o, "interval_ms", poll, w->interval_ms);
+    add_str_or_null(o, "gateway", ws ? w->gateway : NULL);
+    add_int_or_null(o, "head_seq", ws, w->head_seq);
+    add_int_or_null(o, "event_seq", w->has_event, w->event_seq);
+    add_int_or_null(o, "push_us", w->has_event, w->push_us);
+    json_add_int64(o, "first_http_status", first_http_status);
+    return o;
+}
+
+/* One object, the same keys in every case (docs/api.md): the transaction as last known,
+ * then the request's own answer (status, error, replay, key, time), then the wait. */
+static void print_json(const struct money_op *op, const cJSON *record,
+                       const struct money_outcome *oc)
+{
+    const struct client_resp *first = oc->first;
+    cJSON *o = cJSON_CreateObject();
+    if (o == NULL) {
+        fprintf(stderr, "paylab: out of memory\n");
+        return;
+    }
+    for (size_t i = 0; i < PL_ARRAY_LEN(txn_fields); i++) {
+        add_copy(o, txn_fields[i], cJSON_GetObjectItemCaseSensitive(record, txn_fields[i]));
+    }
+    cJSON_AddBoolToObject(o, "final", is_final(out_str(record, "status", "")));
+    json_add_int64(o, "http_status", first->status);
+    add_copy(o, "error", cJSON_GetObjectItemCaseSensitive(first->json, "error"));
+    cJSON_AddBoolToObject(o, "replayed", first->replayed);
+    add_str_or_null(o, "idempotency_key", op->key[0] != '\0' ? op->key : NULL);
+    json_add_int64(o, "elapsed_ms", first->elapsed_ms);
+    cJSON_AddItemToObject(o, "wait", wait_json(&oc->wait, first->status));
+    out_json(o);
+    cJSON_Delete(o);
+}
+
+/* Prints the answer r (human, or --json with oc) and returns the exit code. */
 static int report(const struct cli *cli, const struct money_op *op, const struct client_resp *r,
-                  const char *suffix)
+                  const char *suffix, const struct money_outcome *oc)
 {
     const char *status = out_str(r->json, "status", "");
     const char *id = out_str(r->json, "id", "");
     int rc = exit_code(r->status, status);
     if (cli->json) {
-        if (r->json != NULL) {
-            out_json(r->json);
-        } else {
-            printf("{\"http_status\":%ld}\n", r->status);
-        }
-    } else if (id[0] != '\0' && is_final(status)) {
+        print_json(op, r->json, oc);
+        return rc;
+    }
+    if (id[0] != '\0' && is_final(status)) {
         print_final_line(op, r, id, status, suffix);
     } else if (id[0] != '\0' && status[0] != '\0') {
         print_open_line(op, r, id, status, suffix);
     } else {
         print_refusal(op, r);
     }
-    if (r->replayed && !cli->json) {
+    if (r->replayed) {
         printf("  a replay: the wallet answered from its record of the first request "
                "(Idempotent-Replayed: true)\n");
     }
-    if (op->key_generated && rc == CLI_EXIT_NOT_FINAL && !cli->json) {
+    if (op->key_generated && rc == CLI_EXIT_NOT_FINAL) {
         printf("  idempotency key %s: repeat with --key %s to get its current state\n", op->key,
                op->key);
     }
@@ -359,8 +477,9 @@ static int poll_until_final(const struct cli *cli, const struct money_op *op, co
 }
 
 static int wait_and_report(const struct cli *cli, const struct money_op *op,
-                           const struct client_resp *first)
+                           struct money_outcome *oc)
 {
+    const struct client_resp *first = oc->first;
     const char *id = out_str(first->json, "id", "");
     struct client_resp last;
     struct wait_result w;
@@ -373,15 +492,11 @@ static int wait_and_report(const struct cli *cli, const struct money_op *op,
              w.final ? "final" : "still not final", w.polls, w.polls == 1 ? "" : "s",
              op->wait_interval_ms);
     last.elapsed_ms = first->elapsed_ms + w.elapsed_ms;
-    if (cli->json) {
-        cJSON *wait = cJSON_AddObjectToObject(last.json, "wait");
-        cJSON_AddNumberToObject(wait, "polls", w.polls);
-        cJSON_AddNumberToObject(wait, "interval_ms", (double)op->wait_interval_ms);
-        cJSON_AddNumberToObject(wait, "elapsed_ms", (double)w.elapsed_ms);
-        cJSON_AddBoolToObject(wait, "final", w.final);
-        cJSON_AddNumberToObject(wait, "first_http_status", (double)first->status);
-    }
-    rc = report(cli, op, &last, suffix);
+    oc->wait.waited = true;
+    oc->wait.final = w.final;
+    oc->wait.elapsed_ms = last.elapsed_ms;
+    oc->wait.polls = w.polls;
+    rc = report(cli, op, &last, suffix, oc);
     if (!w.final && !cli->json) {
         printf("… still %s after %lld ms: check later with: paylab tx %s\n",
                out_str(last.json, "status", "open"), (long long)w.elapsed_ms, id);
@@ -392,9 +507,9 @@ static int wait_and_report(const struct cli *cli, const struct money_op *op,
 
 /* ---------------------------------------------------------------- --wait ws */
 
-/* What the push told: the event's transaction (status, amount…) with the fields fixed at
- * creation from the first answer, and the user's balance. Not the full record (no
- * settled_by, no failure reason: `paylab tx ID` has them), so nothing stale is shown. */
+/* What the push told, for when the record cannot be read after it: the event's transaction
+ * (status, amount…) with the fields fixed at creation from the first answer, and the user's
+ * balance. No settled_by, no failure reason (`paylab tx ID` has them): nothing stale. */
 static cJSON *final_json(const cJSON *first, const struct wait_ws_final *f, bool for_people)
 {
     static const char *const kept[] = {"id",   "kind",         "mode", "amount_minor",
@@ -422,38 +537,60 @@ static cJSON *final_json(const cJSON *first, const struct wait_ws_final *f, bool
     return t;
 }
 
-static void add_ws_wait(cJSON *t, const struct wait_ws *ws, const struct wait_ws_final *f,
-                        int64_t elapsed_ms, long first_http_status)
+/* The wallet's record of id once its final event has come (one GET, not a poll: the push
+ * said it is final), so the report has every field, settled_by among them, as without
+ * --wait. NULL when that GET fails (nothing printed); the caller keeps what the push told.
+ * Caller cJSON_Delete()s. */
+static cJSON *record_after_push(const struct cli *cli, const char *id)
 {
-    cJSON *wait = cJSON_AddObjectToObject(t, "wait");
-    cJSON_AddStringToObject(wait, "via", "ws");
-    cJSON_AddStringToObject(wait, "gateway", wait_ws_url(ws));
-    cJSON_AddNumberToObject(wait, "head_seq", (double)wait_ws_head_seq(ws));
-    cJSON_AddBoolToObject(wait, "final", f->final);
-    cJSON_AddNumberToObject(wait, "elapsed_ms", (double)elapsed_ms);
-    if (f->final) {
-        cJSON_AddNumberToObject(wait, "event_seq", (double)f->seq);
-        json_add_int64(wait, "push_us", f->push_us);
+    char path[MONEY_PATH_BYTES_MAX];
+    snprintf(path, sizeof path, "/v1/transactions/%s", id);
+    struct client_req req = {
+        .method = "GET", .base_url = cli->wallet_url, .path = path, .service = "wallet"};
+    struct client_resp r;
+    if (client_call(cli, &req, &r) != 0) {
+        return NULL;
     }
-    cJSON_AddNumberToObject(wait, "first_http_status", (double)first_http_status);
+    cJSON *record = NULL;
+    if (r.outcome == CLIENT_ANSWERED && r.status == 200 &&
+        is_final(out_str(r.json, "status", ""))) {
+        record = r.json;
+        r.json = NULL;
+    }
+    client_free(&r);
+    return record;
+}
+
+static void note_ws_wait(struct money_wait *mw, const struct wait_ws *ws,
+                         const struct wait_ws_final *f, int64_t elapsed_ms)
+{
+    mw->waited = true;
+    mw->final = f->final;
+    mw->elapsed_ms = elapsed_ms;
+    mw->head_seq = wait_ws_head_seq(ws);
+    mw->gateway = wait_ws_url(ws);
+    mw->has_event = f->final;
+    mw->event_seq = f->seq;
+    mw->push_us = f->push_us;
 }
 
 static int ws_wait_and_report(const struct cli *cli, const struct money_op *op,
-                              const struct client_resp *first, struct wait_ws *ws, int64_t start_ms)
+                              struct money_outcome *oc, struct wait_ws *ws, int64_t start_ms)
 {
+    const struct client_resp *first = oc->first;
     const char *id = out_str(first->json, "id", "");
     struct wait_ws_final f;
     wait_ws_until_final(ws, id, start_ms + op->wait_timeout_ms, &f);
     int64_t elapsed_ms = (f.final ? f.received_mono_ms : pl_mono_ms()) - start_ms;
+    note_ws_wait(&oc->wait, ws, &f, elapsed_ms);
     struct client_resp last = {.outcome = CLIENT_ANSWERED, .status = 200, .elapsed_ms = -1};
-    last.json = f.final ? final_json(first->json, &f, !cli->json)
-                        : cJSON_Duplicate(first->json, true); /* the last state known */
+    last.json = f.final ? record_after_push(cli, id) : cJSON_Duplicate(first->json, true);
+    if (f.final && last.json == NULL) {
+        last.json = final_json(first->json, &f, !cli->json);
+    }
     if (last.json == NULL) {
         fprintf(stderr, "paylab: out of memory\n");
         return CLI_EXIT_NOT_FINAL;
-    }
-    if (cli->json) {
-        add_ws_wait(last.json, ws, &f, elapsed_ms, first->status);
     }
     int rc = CLI_EXIT_NOT_FINAL;
     if (f.final) {
@@ -462,9 +599,9 @@ static int ws_wait_and_report(const struct cli *cli, const struct money_op *op,
                  " — final via WebSocket %lld ms after the request; pushed %s after the "
                  "wallet's commit",
                  (long long)elapsed_ms, out_ms_us(f.push_us, push));
-        rc = report(cli, op, &last, suffix);
+        rc = report(cli, op, &last, suffix, oc);
     } else if (cli->json) {
-        out_json(last.json);
+        print_json(op, last.json, oc);
     } else {
         const char *why = wait_ws_error(ws);
         printf("… %s %s still %s after %lld ms: no final event from %s%s%s — check later "
@@ -557,19 +694,26 @@ static int after_answer(const struct cli *cli, const struct money_op *op,
     const char *status = out_str(r->json, "status", "");
     bool open = strcmp(status, "pending") == 0 || strcmp(status, "unknown") == 0;
     bool has_id = out_str(r->json, "id", NULL) != NULL;
+    struct money_outcome oc = {.first = r};
+    oc.wait.via = ws != NULL ? "ws" : op->wait_interval_ms > 0 ? "poll" : "none";
+    oc.wait.interval_ms = op->wait_interval_ms;
+    if (ws != NULL) {
+        oc.wait.gateway = wait_ws_url(ws);
+        oc.wait.head_seq = wait_ws_head_seq(ws);
+    }
     if (open && has_id && (op->wait_interval_ms > 0 || ws != NULL)) {
         char waiting[96];
         snprintf(waiting, sizeof waiting, " — waiting for the final state %s%ld ms",
                  ws != NULL ? "pushed over the WebSocket, up to " : "by polling every ",
                  ws != NULL ? op->wait_timeout_ms : op->wait_interval_ms);
         if (!cli->json) {
-            report(cli, op, r, waiting);
+            report(cli, op, r, waiting, &oc);
         }
-        return ws != NULL ? ws_wait_and_report(cli, op, r, ws, start_ms)
-                          : wait_and_report(cli, op, r);
+        return ws != NULL ? ws_wait_and_report(cli, op, &oc, ws, start_ms)
+                          : wait_and_report(cli, op, &oc);
     }
     return report(cli, op, r,
-                  ws != NULL && has_id ? " (final in the answer: no push to wait for)" : "");
+                  ws != NULL && has_id ? " (final in the answer: no push to wait for)" : "", &oc);
 }
 
 static int run(struct cli *cli, const struct money_op *op, const char *mode, const char *note)
