@@ -1,4 +1,4 @@
-# The writers behind `paylab lab`: results.csv/json (results.c); figures.c formats figures for
-# all of them.
-target_sources(paylab_lab PRIVATE figures.c results.c)
+# The writers behind `paylab lab`: results.csv/json (results.c), the terminal table
+# (table.c); figures.c formats figures for all of them.
+target_sources(paylab_lab PRIVATE figures.c results.c table.c)
 target_link_libraries(paylab_lab PUBLIC PkgConfig::CJSON m)
