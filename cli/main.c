@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "lab.h"
 #include "pl.h"
 
 struct command {
@@ -29,6 +30,7 @@ static const struct command commands[] = {
     {"verify", cmd_verify, "verify [--wallet-db PATH] [--bank-db PATH]   the ledger invariants"},
     {"faults", cmd_faults, "faults show | set KEY=VALUE… | clear   the bank's fault injection"},
     {"watch", cmd_watch, "watch USER|'*' [--count N]   live events over the gateway's WebSocket"},
+    {"lab", NULL, "lab [SCENARIO…] [--modes …] [--wait …] [--n N] [--list]   the failure-mode lab"},
 };
 
 static void print_usage(void)
@@ -68,11 +70,14 @@ static int dispatch(struct cli *cli, int argc, char **argv)
         return CLI_EXIT_OK;
     }
     for (size_t i = 0; i < PL_ARRAY_LEN(commands); i++) {
-        if (strcmp(name, commands[i].name) == 0) {
+        if (strcmp(name, commands[i].name) == 0 && commands[i].run != NULL) {
             return commands[i].run(cli, argc, argv);
         }
     }
-    if (strcmp(name, "lab") == 0 || strcmp(name, "bench") == 0) {
+    if (strcmp(name, "lab") == 0) {
+        return lab_main(argc, argv);
+    }
+    if (strcmp(name, "bench") == 0) {
         fprintf(stderr, "paylab: '%s' is not in this build yet\n", name);
         return CLI_EXIT_USAGE;
     }

@@ -36,10 +36,10 @@ enum lab_mode { LAB_MODE_SYNC = 0, LAB_MODE_ASYNC, LAB_MODE_SYNC_BLOCKING, LAB_M
 /* What a process-level event the scenario performs mid-run. */
 enum lab_action {
     LAB_ACTION_NONE = 0,
-    LAB_ACTION_STOP_BANK,    /* SIGTERM the bank, restart it after action_ms */
-    LAB_ACTION_KILL_WALLET,  /* SIGKILL the wallet, restart it at once */
-    LAB_ACTION_KILL_GATEWAY, /* SIGKILL gateway 0, restart it after action_ms */
-    LAB_ACTION_FORGE,        /* post forged webhooks to both gateways while the load runs */
+    LAB_ACTION_STOP_BANK,        /* SIGTERM the bank, restart it after action_ms */
+    LAB_ACTION_KILL_WALLET,      /* SIGKILL the wallet, restart it at once */
+    LAB_ACTION_KILL_GATEWAY,     /* SIGKILL gateway 0, restart it after action_ms */
+    LAB_ACTION_FORGE,            /* post forged webhooks to both gateways while the load runs */
     LAB_ACTION_SLOW_SUBSCRIBERS, /* WebSocket clients that never read, plus a P2P burst */
 };
 
@@ -51,10 +51,10 @@ struct lab_case {
     const char *wallet_args; /* extra wallet-service flags, space-separated, "" none */
     const char *bank_args;   /* extra bank-service flags, "" none */
     enum lab_action action;
-    int64_t action_ms;     /* how long the stopped process stays down */
-    double action_at;      /* when, as the fraction of operations sent (0.5: half way) */
-    unsigned modes;        /* the modes this case applies to (others print n/a) */
-    unsigned modes_forced; /* modes run whatever --modes says (blocking-client), or 0 */
+    int64_t action_ms;        /* how long the stopped process stays down */
+    double action_at;         /* when, as the fraction of operations sent (0.5: half way) */
+    unsigned modes;           /* the modes this case applies to (others print n/a) */
+    unsigned modes_forced;    /* modes run whatever --modes says (blocking-client), or 0 */
     const char *waits_forced; /* "poll:100,ws" for poll-vs-ws, or NULL: --wait decides */
     int ops_max;              /* cap on --n for slow cases (0: none) */
     /* A break-it case runs a teaching switch: a breach of this invariant is what it must
@@ -95,17 +95,18 @@ struct lab_timing {
 struct lab_config {
     const struct lab_scenario *scenarios[64]; /* in run order */
     size_t scenarios_count;
-    unsigned modes;        /* --modes */
+    unsigned modes;                    /* --modes */
     char waits[4][LAB_WAIT_BYTES_MAX]; /* --wait list: "ws", "poll:200" */
     size_t waits_count;
     int n;           /* --n: top-ups and withdrawals per cell */
     int concurrency; /* --concurrency */
     int64_t seed;    /* --seed */
     char out_dir[LAB_PATH_BYTES_MAX];
-    char bin_dir[LAB_PATH_BYTES_MAX]; /* where the service binaries are */
+    char bin_dir[LAB_PATH_BYTES_MAX];   /* where the service binaries are */
     char argv_text[LAB_TEXT_BYTES_MAX]; /* the command line, for the manifest */
     struct lab_timing timing;
-    bool tty; /* progress line with \r and colours; plain lines otherwise */
+    bool tty;  /* progress line with \r and colours; plain lines otherwise */
+    bool keep; /* --keep: leave every cell's directory (data, logs) behind */
 };
 
 /* ---- what one cell measured ------------------------------------------------------------ */
@@ -125,20 +126,20 @@ struct lab_cell {
     int64_t horizon_ms;  /* the reconciliation horizon of this cell's mode */
 
     /* Top-ups and withdrawals, by the client's first answer. */
-    int64_t ops;      /* requests sent (each with its own Idempotency-Key) */
-    int64_t ok;       /* 200 succeeded, or 202 pending accepted */
-    int64_t declined; /* 402, or another definite refusal (4xx, failed) */
-    int64_t errors;   /* no answer, 5xx other than unknown, a refused connection */
-    int64_t unknown;  /* 502/504 with status unknown */
-    int64_t pending;  /* 202 pending (async): accepted, outcome to come */
-    int64_t client_retries; /* resends with the same key after no answer (crashes) */
+    int64_t ops;                       /* requests sent (each with its own Idempotency-Key) */
+    int64_t ok;                        /* 200 succeeded, or 202 pending accepted */
+    int64_t declined;                  /* 402, or another definite refusal (4xx, failed) */
+    int64_t errors;                    /* no answer, 5xx other than unknown, a refused connection */
+    int64_t unknown;                   /* 502/504 with status unknown */
+    int64_t pending;                   /* 202 pending (async): accepted, outcome to come */
+    int64_t client_retries;            /* resends with the same key after no answer (crashes) */
     struct lab_hist client_latency_us; /* request sent → first answer */
 
     /* What the user ended up knowing. */
     struct lab_hist time_to_final_us; /* request sent → final state seen (answer, watcher, poll) */
     int64_t final_succeeded, final_failed;
-    int64_t not_knowing_count;          /* answered with a non-final state */
-    struct lab_hist not_knowing_us;     /* for those: first answer → final state seen */
+    int64_t not_knowing_count;      /* answered with a non-final state */
+    struct lab_hist not_knowing_us; /* for those: first answer → final state seen */
     int64_t settled_response, settled_webhook, settled_reconciler; /* from wallet.db */
     int64_t stuck;          /* not final when the horizon passed */
     int64_t double_credits; /* top-ups credited twice / withdrawals paid out twice */

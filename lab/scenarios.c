@@ -144,13 +144,11 @@ static const struct lab_scenario scenarios[] = {
      .sets = "case 1: lost_response_rate=1 webhook_delay_ms=2500; case 2: latency_ms=9500 (past "
              "both deadlines)",
      .expected_s = 30,
-     .cases = {{.label = "answer lost, webhook late",
-                .faults = "lost_response_rate=1 webhook_delay_ms=2500",
-                .modes = BOTH},
-               {.label = "past its deadline",
-                .faults = "latency_ms=9500",
-                .modes = BOTH,
-                .ops_max = 8}},
+     .cases =
+         {{.label = "answer lost, webhook late",
+           .faults = "lost_response_rate=1 webhook_delay_ms=2500",
+           .modes = BOTH},
+          {.label = "past its deadline", .faults = "latency_ms=9500", .modes = BOTH, .ops_max = 8}},
      .cases_count = 2},
     {.name = "poll-vs-ws",
      .claim = "Polling costs requests and bytes and still learns late; a WebSocket push arrives "

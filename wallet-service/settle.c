@@ -133,9 +133,11 @@ static int settle_move(struct wallet_ctx *ctx, const struct ledger_txn *t,
 }
 
 /* --unsafe-no-dedupe: the guard refused because t is already final; apply o all the same —
- * status, postings, timeline, events — and say so. The ledger's floor still holds: when the
- * posting's source (a wallet, payouts:in_flight) cannot cover it, o is recorded as a
- * conflict instead (*moved_out stays false). */
+ * status, postings, timeline, events — and say so. The ledger's floor still holds: only a
+ * posting from external:bank (a top-up's credit: money made) is repeated. One that would
+ * come from payouts:in_flight or a wallet is recorded as a conflict instead (*moved_out stays
+ * false): that account pools every user's holds, so a balance check on it would let one
+ * withdrawal's repeat spend another's hold, and that one's own settlement then fail. */
 static int settle_unguarded(struct wallet_ctx *ctx, const struct ledger_txn *t,
                             const struct settle_outcome *o, int64_t now_ms, bool *moved_out)
 {
@@ -143,19 +145,14 @@ static int settle_unguarded(struct wallet_ctx *ctx, const struct ledger_txn *t,
     assert(txn_status_final(t->status) && txn_status_final(o->to));
     char wallet[WALLET_ACCOUNT_ID_BYTES_MAX];
     const char *from = NULL, *dest = NULL;
-    int64_t balance = 0;
     int rc = 0;
-    if (settle_accounts(t, o->to, wallet, &from, &dest) && strcmp(from, LEDGER_ACCOUNT_BANK) != 0)
-        rc = ledger_balance(&ctx->db, from, &balance);
-    if (rc != 0)
-        return rc;
-    if (from != NULL && strcmp(from, LEDGER_ACCOUNT_BANK) != 0 && balance < t->amount_minor) {
-        log_warn("UNSAFE --unsafe-no-dedupe: a repeated outcome would take an account below "
-                 "zero; recorded as a conflict",
+    if (settle_accounts(t, o->to, wallet, &from, &dest) && strcmp(from, LEDGER_ACCOUNT_BANK) != 0) {
+        log_warn("UNSAFE --unsafe-no-dedupe: a repeated outcome would spend held money; "
+                 "recorded as a conflict",
                  "txn=%s account=%s", t->id, from);
         rc = ledger_conflict_insert(&ctx->db, t->id, txn_settled_by_name(o->by),
                                     "UNSAFE --unsafe-no-dedupe: applying this outcome again "
-                                    "would take an account below zero",
+                                    "would spend money held for other transactions",
                                     now_ms);
         return rc != 0 ? rc : ledger_log(&ctx->db, t->id, now_ms, "conflict", t->status, o->reason);
     }
