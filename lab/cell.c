@@ -12,6 +12,7 @@
 #include "run.h"
 
 #include <cjson/cJSON.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -352,6 +353,63 @@ static void act_end(struct lab_run *r, struct action_state *st)
 
 /* ---------------------------------------------------------------- after the load */
 
+/* The id the wallet gives its n-th top-up or withdrawal under --id-seed seed: "wtx_" and
+ * the first LAB_SEEDED_HEX_CHARS hex digits of SHA-256("seed:n") (docs/api.md). */
+#define LAB_SEEDED_HEX_CHARS 24
+static void seeded_id(int64_t seed, int n, char out[ID_BYTES_MAX])
+{
+    char text[48];
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_bytes = 0;
+    static const char hex[] = "0123456789abcdef";
+    int len = snprintf(text, sizeof text, "%lld:%d", (long long)seed, n);
+    out[0] = '\0';
+    if (len <= 0 || EVP_Digest(text, (size_t)len, md, &md_bytes, EVP_sha256(), NULL) != 1)
+        return;
+    memcpy(out, "wtx_", 4);
+    for (size_t i = 0; i < LAB_SEEDED_HEX_CHARS / 2; i++) {
+        out[4 + 2 * i] = hex[md[i] >> 4];
+        out[4 + 2 * i + 1] = hex[md[i] & 0xf];
+    }
+    out[4 + LAB_SEEDED_HEX_CHARS] = '\0';
+}
+
+static char settled_letter(const char *by)
+{
+    if (strcmp(by, "response") == 0)
+        return 'r';
+    if (strcmp(by, "webhook") == 0)
+        return 'w';
+    return strcmp(by, "reconciler") == 0 ? 'c' : '-';
+}
+
+/* Fills cell->outcomes from wallet.db (see lab.h), walking the seeded ids in order. */
+static void read_outcome_letters(sqlite3 *db, int64_t seed, struct lab_cell *cell)
+{
+    sqlite3_stmt *st = NULL;
+    size_t used = 0;
+    cell->outcomes[0] = '\0';
+    if (sqlite3_prepare_v2(db,
+                           "SELECT status, coalesce(settled_by, '') FROM transactions "
+                           "WHERE id = ?1",
+                           -1, &st, NULL) != SQLITE_OK)
+        return;
+    for (int n = 1; used + 4 < sizeof cell->outcomes; n++) {
+        char id[ID_BYTES_MAX];
+        seeded_id(seed, n, id);
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) != SQLITE_ROW)
+            break;
+        const char *status = (const char *)sqlite3_column_text(st, 0);
+        char s = strcmp(status, "succeeded") == 0 ? 's' : strcmp(status, "failed") == 0 ? 'f' : 'o';
+        char b = settled_letter((const char *)sqlite3_column_text(st, 1));
+        used += (size_t)snprintf(cell->outcomes + used, sizeof cell->outcomes - used, "%s%c%c",
+                                 used > 0 ? " " : "", s, b);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+}
+
 /* Counts the ops whose transaction wallet.db still holds open; fills settled-by figures when
  * final is true. */
 static int64_t read_outcomes(struct lab_run *r, bool final)
@@ -391,6 +449,8 @@ static int64_t read_outcomes(struct lab_run *r, bool final)
         sqlite3_reset(st);
     }
     sqlite3_finalize(st);
+    if (final)
+        read_outcome_letters(db, r->cfg->seed, r->cell);
     if (final) {
         sqlite3_stmt *cs = NULL;
         if (sqlite3_prepare_v2(db, "SELECT count(*) FROM conflicts", -1, &cs, NULL) == SQLITE_OK &&

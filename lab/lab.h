@@ -25,6 +25,8 @@
 #define LAB_PATH_BYTES_MAX 512
 /* The figures of one invariant breach line kept per cell (`paylab verify` names each). */
 #define LAB_BREACH_BYTES_MAX 256
+/* Two letters and a space per payment: the first 340 or so of a cell. */
+#define LAB_OUTCOMES_BYTES_MAX 1024
 
 /* ---- scenarios ------------------------------------------------------------------------- */
 
@@ -147,6 +149,10 @@ struct lab_cell {
     bool invariants_held;
     char breaches[LAB_BREACH_BYTES_MAX]; /* "4 wallet and bank agree (3 breaches); 5 …" */
     int breached[8];                     /* breached[i] != 0: invariant i failed */
+    /* Every top-up and withdrawal of the cell (funding included) in the order the wallet
+     * created them, two letters each: s/f/o (succeeded, failed, open) and r/w/c/- (who
+     * settled it). With --seed the ids, so the bank's fault decisions, repeat: so does this. */
+    char outcomes[LAB_OUTCOMES_BYTES_MAX];
 
     /* The services' counters (summed over restarts). */
     int64_t bank_calls;          /* wallet → bank requests (payments, queries, voids) */

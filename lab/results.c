@@ -25,6 +25,10 @@
  *       "final_failed", "not_knowing_count", "not_knowing_ms", "settled_response",
  *       "settled_webhook", "settled_reconciler", "stuck", "double_credits", "conflicts",
  *       "invariants_held": bool, "breaches": "verify's text", "breached": [4, 5],
+ *       "outcomes": each top-up's and withdrawal's final status and settler in the order
+ *                   the wallet created them ("sr fc …": s/f/o succeeded, failed, open;
+ *                   r/w/c/- response, webhook, reconciler, none) — the same --seed gives
+ *                   the same ids, so the same faults, so the same string,
  *       "bank_calls", "bank_payments_seen", "webhook_deliveries", "webhooks_applied",
  *       "duplicates_absorbed", "forged_sent", "forged_refused", "forged_applied",
  *       "reconciler_actions", "polls_sent", "poll_bytes", "ws_messages", "ws_bytes",
@@ -116,6 +120,7 @@ static const struct field fields[] = {
     FIG("invariants_held", invariants_held, FIELD_BOOL),
     FIG("breaches", breaches, FIELD_TEXT),
     FIG("breached", breached, FIELD_BREACHED),
+    FIG("outcomes", outcomes, FIELD_TEXT),
     I64(bank_calls),
     I64(bank_payments_seen),
     I64(webhook_deliveries),
