@@ -705,7 +705,7 @@ static int run_init(struct lab_run *r, const struct lab_config *cfg, const struc
     r->mode = mode;
     r->cell = cell;
     pl_strlcpy(r->wait, wait, sizeof r->wait);
-    r->poll_ms = strncmp(wait, "poll:", 5) == 0 ? atoi(wait + 5) : 0;
+    r->poll_ms = strncmp(wait, "poll:", 5) == 0 ? (int)strtol(wait + 5, NULL, 10) : 0;
     r->clients_count = cfg->concurrency;
     r->ops_count = k->ops_max > 0 && k->ops_max < cfg->n ? k->ops_max : cfg->n;
     /* Ops from the gate on wait for the scenario's action: a kill or an outage then meets
