@@ -19,6 +19,8 @@
 
 /* How often a watcher's loop looks at the run's stop flag. */
 #define LAB_WATCH_TICK_MS 50
+/* How long a watcher's loop runs on after its last subscription ended. */
+#define LAB_WATCH_LINGER_MS 300
 
 /* FNV-1a: the ids are random, any spread will do. */
 static size_t slot_of(const char *id)
@@ -166,8 +168,11 @@ static void on_ended(int exit_code, const char *why, void *arg)
         fprintf(stderr, "lab: watcher %d of %s ended: %s\n", x->w->index,
                 x->w->run->users[ws->user_index], why != NULL ? why : "");
     ws->ended = true;
+    /* The closes still finish on the loop (close frames, deferred frees): let it run a little
+     * longer before it returns and everything is freed. */
+    struct timeval linger = {.tv_sec = 0, .tv_usec = LAB_WATCH_LINGER_MS * 1000};
     if (++x->ended_count == x->subs_count)
-        event_base_loopbreak(x->base);
+        event_base_loopexit(x->base, &linger);
 }
 
 static void on_tick(evutil_socket_t fd, short what, void *arg)
@@ -228,8 +233,14 @@ void *lab_watcher_main(void *arg)
     if (x->base != NULL && start_subs(x, &cli)) {
         struct timeval tv = {.tv_sec = 0, .tv_usec = LAB_WATCH_TICK_MS * 1000};
         x->tick = event_new(x->base, -1, EV_PERSIST, on_tick, x);
-        if (x->tick != NULL && event_add(x->tick, &tv) == 0)
+        /* Each subscription's end breaks the loop it runs on (wsub is built for one per
+         * loop): go on until every one has ended, then the linger exit returns. */
+        bool armed = x->tick != NULL && event_add(x->tick, &tv) == 0;
+        for (int rounds = 0;
+             armed && x->ended_count < x->subs_count && rounds < 4 * LAB_CLIENTS_MAX; rounds++)
             event_base_dispatch(x->base);
+        if (armed)
+            event_base_dispatch(x->base); /* until the linger exit: the last closes finish */
     }
     if (x->tick != NULL)
         event_free(x->tick);
