@@ -1,4 +1,5 @@
-/* ids.h: random prefixed ids, user handles, idempotency keys, W3C traceparent. */
+/* ids.h: random prefixed ids (the wallet's --id-seed derives its payment ids instead: see
+ * wallet-service/ledger.c), user handles, idempotency keys, W3C traceparent. */
 #ifndef PAYLAB_IDS_H
 #define PAYLAB_IDS_H
 
