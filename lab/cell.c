@@ -12,7 +12,6 @@
 #include "run.h"
 
 #include <cjson/cJSON.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -356,25 +355,13 @@ static void act_end(struct lab_run *r, struct action_state *st)
 
 /* ---------------------------------------------------------------- after the load */
 
-/* The id the wallet gives its n-th top-up or withdrawal under --id-seed seed: "wtx_" and
- * the first LAB_SEEDED_HEX_CHARS hex digits of SHA-256("seed:n") (docs/api.md). */
-#define LAB_SEEDED_HEX_CHARS 24
+/* The id the wallet gives its n-th top-up or withdrawal under --id-seed seed (docs/api.md). */
 static void seeded_id(int64_t seed, int n, char out[ID_BYTES_MAX])
 {
     char text[48];
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_bytes = 0;
-    static const char hex[] = "0123456789abcdef";
-    int len = snprintf(text, sizeof text, "%lld:%d", (long long)seed, n);
-    out[0] = '\0';
-    if (len <= 0 || EVP_Digest(text, (size_t)len, md, &md_bytes, EVP_sha256(), NULL) != 1)
-        return;
-    memcpy(out, "wtx_", 4);
-    for (size_t i = 0; i < LAB_SEEDED_HEX_CHARS / 2; i++) {
-        out[4 + 2 * i] = hex[md[i] >> 4];
-        out[4 + 2 * i + 1] = hex[md[i] & 0xf];
-    }
-    out[4 + LAB_SEEDED_HEX_CHARS] = '\0';
+    snprintf(text, sizeof text, "%lld:%d", (long long)seed, n);
+    if (ids_derived("wtx_", text, out) != 0)
+        out[0] = '\0';
 }
 
 static char settled_letter(const char *by)

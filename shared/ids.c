@@ -8,6 +8,7 @@
 
 #include <assert.h>
 #include <limits.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <string.h>
 
@@ -70,6 +71,27 @@ int ids_new(const char *prefix, char *out, size_t cap)
     if (rc != PL_OK) {
         out[0] = '\0';
         return rc;
+    }
+    out[prefix_chars + ID_HEX_CHARS] = '\0';
+    return PL_OK;
+}
+
+int ids_derived(const char *prefix, const char *text, char out[ID_BYTES_MAX])
+{
+    assert(prefix != NULL && text != NULL);
+    size_t prefix_chars = strlen(prefix);
+    assert(prefix_chars <= ID_PREFIX_CHARS_MAX);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_bytes = 0;
+    out[0] = '\0';
+    if (EVP_Digest(text, strlen(text), md, &md_bytes, EVP_sha256(), NULL) != 1)
+        return PL_EIO;
+    assert(md_bytes * 2 >= ID_HEX_CHARS);
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out, prefix, prefix_chars);
+    for (size_t i = 0; i < ID_HEX_CHARS / 2; i++) {
+        out[prefix_chars + 2 * i] = hex[md[i] >> 4];
+        out[prefix_chars + 2 * i + 1] = hex[md[i] & 0xf];
     }
     out[prefix_chars + ID_HEX_CHARS] = '\0';
     return PL_OK;

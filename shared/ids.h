@@ -17,6 +17,10 @@
 int ids_random(void *buf, size_t n);
 /* Writes prefix + 24 random hex chars, e.g. ids_new("wtx_", out, sizeof out). */
 int ids_new(const char *prefix, char *out, size_t cap);
+/* Writes prefix + the first 24 hex chars of SHA-256(text): an id derived, not drawn (the
+ * wallet's --id-seed payment ids, the bank's seeded webhook event ids, and the lab, which
+ * recomputes them). 0 or PL_EIO. */
+int ids_derived(const char *prefix, const char *text, char out[ID_BYTES_MAX]);
 /* True for prefix followed by exactly 24 lowercase hex chars. */
 bool ids_valid(const char *prefix, const char *s);
 /* True for [a-z0-9_]{1,32}. */

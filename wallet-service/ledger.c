@@ -34,7 +34,6 @@
  *     call the bank or publish after db_commit() returned 0.
  */
 #include <assert.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -245,9 +244,6 @@ int ledger_user_insert(struct db *db, const char *user, const char *phone, const
     return db_exec_stmt(st);
 }
 
-/* Hex chars after "wtx_" in a seeded id: as many as a random id has (ids.h). */
-#define LEDGER_SEEDED_HEX_CHARS 24
-
 int ledger_seeded_txn_id(struct db *db, int64_t seed, char out[ID_BYTES_MAX])
 {
     assert(db->in_txn); /* n and the insert that uses it commit together */
@@ -261,18 +257,9 @@ int ledger_seeded_txn_id(struct db *db, int64_t seed, char out[ID_BYTES_MAX])
     char text[48];
     int n = snprintf(text, sizeof text, "%lld:%lld", (long long)seed, (long long)(count + 1));
     assert(n > 0 && (size_t)n < sizeof text);
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_bytes = 0;
-    if (EVP_Digest(text, (size_t)n, md, &md_bytes, EVP_sha256(), NULL) != 1)
-        return PL_EIO;
-    assert(md_bytes == 32);
-    static const char hex[] = "0123456789abcdef";
-    memcpy(out, "wtx_", 4);
-    for (size_t i = 0; i < LEDGER_SEEDED_HEX_CHARS / 2; i++) {
-        out[4 + 2 * i] = hex[md[i] >> 4];
-        out[4 + 2 * i + 1] = hex[md[i] & 0xf];
-    }
-    out[4 + LEDGER_SEEDED_HEX_CHARS] = '\0';
+    rc = ids_derived("wtx_", text, out);
+    if (rc != 0)
+        return rc;
     assert(ids_valid("wtx_", out));
     return 0;
 }
