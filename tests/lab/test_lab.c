@@ -317,6 +317,15 @@ static void test_late(void **state)
     cJSON_Delete(r);
 }
 
+/* The first letter of each "sr fc …" pair of an outcomes string. */
+static void status_letters(const char *outcomes, char *out, size_t cap)
+{
+    size_t n = 0, len = strlen(outcomes);
+    for (size_t i = 0; i < len && n + 1 < cap; i += 3)
+        out[n++] = outcomes[i];
+    out[n] = '\0';
+}
+
 /* The same seed: the same ids, so the same fault decisions, so the same outcomes. */
 static void test_seed(void **state)
 {
@@ -335,11 +344,17 @@ static void test_seed(void **state)
     assert_non_null(oa);
     assert_non_null(ob);
     assert_true(strlen(oa) > 0);
-    assert_string_equal(oa, ob);
-    assert_int_equal(num(ca, "unknown"), num(cb, "unknown"));
-    /* Some payments met the fault and some did not: the string carries decisions. */
-    assert_non_null(strstr(oa, "fc"));
-    assert_non_null(strstr(oa, "sr"));
+    /* Compare what the faults decided — each payment's final status, in creation order —
+     * not who settled it: on a loaded machine a payment the bank executed may time out and
+     * be settled by its webhook instead of the answer, with the same status. */
+    char sa[1024], sb[1024];
+    status_letters(oa, sa, sizeof sa);
+    status_letters(ob, sb, sizeof sb);
+    assert_string_equal(sa, sb);
+    /* Some payments met the fault (failed: the bank answered 500 and did nothing) and some
+     * did not: the string carries decisions. */
+    assert_non_null(strchr(sa, 'f'));
+    assert_non_null(strchr(sa, 's'));
     cJSON_Delete(a);
     cJSON_Delete(b);
 }
